@@ -1,0 +1,131 @@
+"""`create_app(settings)`: the one table of routes, middleware and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from portal import errors
+from portal.catalog import Catalog, load_catalog
+from portal.delivery import CoreApiClient
+from portal.flow import ConnectFlow
+from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from portal.resources import static_dir, templates_dir
+from portal.settings import Settings, SettingsError
+from portal.store import SessionStore, open_store
+from portal.tokens import Signer
+from portal.views import api, health, pages
+from portal.views.common import error_response
+
+logger = logging.getLogger("portal")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: SessionStore | None = None,
+    catalog: Catalog | None = None,
+    core_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the portal. `store`, `catalog` and `core_transport` are for tests and the demo."""
+    if not settings.secret_keys:
+        raise SettingsError("PORTAL_SECRET_KEYS is required")
+    if not settings.core_api_url or not settings.core_api_key:
+        raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        session_store = store or open_store(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url is None and store is None:
+            logger.warning(
+                "REDIS_URL is not set: sessions are kept in this process only. "
+                "Run a single process, and expect sessions to be lost on restart."
+            )
+        core = CoreApiClient(
+            base_url=settings.core_api_url or "",
+            api_key=settings.core_api_key or "",
+            timeout=settings.core_api_timeout,
+            transport=core_transport,
+        )
+        app.state.flow = ConnectFlow(
+            settings=settings,
+            catalog=catalog or load_catalog(settings.catalog_paths),
+            store=session_store,
+            signer=Signer(settings.secret_keys),
+            core=core,
+        )
+        logger.info("portal ready at %s (sessions: %s)", settings.public_url,
+                    session_store.description)
+        try:
+            yield
+        finally:
+            await core.aclose()
+            await session_store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/connect/token", api.create_token, methods=["POST"]),
+            Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"]),
+            Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
+            Route("/api/v1/integrations", api.list_integrations, methods=["GET"]),
+            Route("/api/v1/openapi.json", api.openapi, methods=["GET"]),
+            Route("/connect", pages.open_link, methods=["GET"]),
+            Route("/connect/s/{session_id}", pages.show_session, methods=["GET"]),
+            Route("/connect/s/{session_id}", pages.submit_session, methods=["POST"]),
+            Route("/healthz", health.healthz, methods=["GET"]),
+            Route("/readyz", health.readyz, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=static_dir()), name="static"),
+        ],
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+        ],
+        exception_handlers={
+            errors.PortalError: handle_portal_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.templates = Jinja2Templates(directory=templates_dir())
+    return app
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def handle_portal_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.PortalError)
+    if _wants_json(request):
+        return error_response(exc)
+    return pages.render_error(request, exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = errors.PortalError(exc.detail if isinstance(exc.detail, str) else "Request failed.")
+    error.status = exc.status_code
+    error.code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+    return await handle_portal_error(request, error)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the operator's log; the user gets a plain page or envelope.
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = errors.PortalError("Something went wrong on our side.")
+    error.status = 500
+    error.code = "INTERNAL_ERROR"
+    return await handle_portal_error(request, error)

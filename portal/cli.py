@@ -1,0 +1,107 @@
+"""`connect-portal serve` (production) and `connect-portal demo` (everything on one machine)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from dataclasses import replace
+
+import uvicorn
+
+from portal.logs import configure_logging
+from portal.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="connect-portal", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the portal for production (Redis required)")
+    serve.add_argument("--host", default=os.environ.get("PORTAL_HOST", "0.0.0.0"))  # noqa: S104
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORTAL_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("PORTAL_WORKERS", "2")))
+
+    demo = commands.add_parser("demo", help="run the portal, a partner page and a core API")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8400,
+                      help="portal port; the partner page and core API use the next two")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        if args.command == "serve":
+            settings.require_production_secrets()
+            return serve_portal(settings, host=args.host, port=args.port, workers=args.workers)
+        return asyncio.run(run_demo(settings, host=args.host, port=args.port))
+    except SettingsError as exc:
+        print(f"connect-portal: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    uvicorn.run(
+        "portal.asgi:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=max(1, workers),
+        access_log=False,  # portal.middleware.AccessLogMiddleware logs without query strings
+        proxy_headers=True,
+        log_config=None,
+        server_header=False,
+    )
+    return 0
+
+
+async def run_demo(settings: Settings, *, host: str, port: int) -> int:
+    from portal.app import create_app
+    from portal.catalog import load_catalog
+    from portal.demo.core import create_core_app
+    from portal.demo.partner import create_partner_app
+
+    portal_url = f"http://{host}:{port}"
+    partner_url = f"http://{host}:{port + 1}"
+    core_url = f"http://{host}:{port + 2}"
+    api_key = settings.api_keys[0] if settings.api_keys else "demo_" + secrets.token_urlsafe(24)
+    core_key = settings.core_api_key or "core_" + secrets.token_urlsafe(24)
+    settings = replace(
+        settings,
+        public_url=portal_url,
+        secret_keys=settings.secret_keys or (secrets.token_urlsafe(48),),
+        api_keys=settings.api_keys or (api_key,),
+        core_api_url=settings.core_api_url or core_url,
+        core_api_key=core_key,
+        allowed_origins=tuple(dict.fromkeys((*settings.allowed_origins, partner_url))),
+    )
+    catalog = load_catalog(settings.catalog_paths)
+    apps = [
+        (create_app(settings, catalog=catalog), port),
+        (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
+                            integrations=[item.name for item in catalog]), port + 1),
+        (create_core_app(core_key), port + 2),
+    ]
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=host, port=app_port, access_log=False,
+                                      log_config=None, lifespan="auto"))
+        for app, app_port in apps
+    ]
+    print(
+        "\nConnect portal demo\n"
+        f"  open the partner page:  {partner_url}/\n"
+        f"  portal:                 {portal_url}\n"
+        f"  demo core API:          {core_url}/  (connections it received)\n"
+        "Press Ctrl+C to stop.\n",
+        flush=True,
+    )
+    await asyncio.gather(*(server.serve() for server in servers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The core API client: the only module that sends connections to the platform.
+
+Every create carries `Idempotency-Key: <sessionId>`, so a retry after a timeout or a
+5xx can never create a second connection. A definite answer (2xx with an id, or a 4xx)
+is final; transport errors, 429 and 5xx are retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger("portal.delivery")
+
+RETRY_DELAYS = (0.25, 1.0)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    connection_id: str
+
+
+class DeliveryFailed(Exception):
+    """The core API did not accept the connection; `message` is safe to show a user."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CoreApiClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "connect-portal"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._retry_delays = retry_delays
+
+    async def create_connection(self, body: dict[str, Any], *, session_id: str) -> Delivered:
+        """POST /api/v1/connections; returns the new connection id or raises DeliveryFailed."""
+        attempts = len(self._retry_delays) + 1
+        for attempt in range(attempts):
+            try:
+                response = await self._http.post(
+                    "/api/v1/connections", json=body, headers={"Idempotency-Key": session_id}
+                )
+            except httpx.TransportError as exc:
+                logger.warning(
+                    "core API unreachable (session %s, attempt %d/%d): %s",
+                    session_id, attempt + 1, attempts, type(exc).__name__,
+                )
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self._retry_delays[attempt])
+                    continue
+                raise DeliveryFailed(
+                    "CORE_API_UNAVAILABLE", "The platform could not be reached."
+                ) from None
+            if response.status_code in {429} or response.status_code >= 500:
+                logger.warning(
+                    "core API answered %d (session %s, attempt %d/%d)",
+                    response.status_code, session_id, attempt + 1, attempts,
+                )
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self._retry_delays[attempt])
+                    continue
+                raise DeliveryFailed(
+                    "CORE_API_UNAVAILABLE", "The platform is not accepting connections right now."
+                )
+            return self._read_created(response, session_id)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _read_created(response: httpx.Response, session_id: str) -> Delivered:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.is_success:
+            connection = payload.get("connection") if isinstance(payload, dict) else None
+            connection_id = connection.get("id") if isinstance(connection, dict) else None
+            if isinstance(connection_id, str) and connection_id:
+                return Delivered(connection_id=connection_id)
+            logger.error("core API answered %d without a connection id (session %s)",
+                         response.status_code, session_id)
+            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+        message = payload.get("error") if isinstance(payload, dict) else None
+        logger.warning("core API refused the connection: %d (session %s)",
+                       response.status_code, session_id)
+        text = message if isinstance(message, str) and message else "The platform refused it."
+        raise DeliveryFailed("CORE_API_REJECTED", text[:300])
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,1 @@
+"""`connect-portal demo`: the whole story on one machine, on embedded defaults."""

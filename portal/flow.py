@@ -1,0 +1,308 @@
+"""The connect flow: the session state machine and every business rule of a connect.
+
+Views call this module and render what it returns; it never sees a Request. It owns
+the order of things: validate → mark CONNECTING → deliver → COMPLETED | FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from portal.catalog import AuthOption, Catalog, Integration
+from portal.connect_request import ConnectRequest
+from portal.credentials import FormResult, connection_body, read_form
+from portal.delivery import CoreApiClient, DeliveryFailed
+from portal.errors import (
+    CsrfFailed,
+    IntegrationNotFound,
+    InvalidTokenError,
+    MissingToken,
+    ServiceUnavailable,
+    SessionClosed,
+    SessionNotBound,
+    SessionNotFoundError,
+    ValidationFailed,
+)
+from portal.sessions import ConnectSession, SessionStatus
+from portal.settings import Settings, origin_of
+from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
+from portal.tokens import BrowserBinding, InvalidToken, Signer
+
+logger = logging.getLogger("portal.flow")
+T = TypeVar("T")
+
+# How long a finished session stays readable by the backend after its token expires.
+RESULT_RETENTION = 60 * 60
+RESULT_MESSAGE_TYPE = "weavz-connect-result"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    connect_url: str
+    expires_at: int
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    """How the opener learns the outcome: a message to post, or a URL to send the user to."""
+
+    session: ConnectSession
+    message: dict[str, Any]
+    target_origins: tuple[str, ...]
+    redirect_url: str | None
+
+
+@dataclass(frozen=True)
+class FormRejected:
+    """The form had errors; nothing changed. `values` holds only non-secret input."""
+
+    errors: dict[str, str]
+    values: dict[str, str]
+
+
+class ConnectFlow:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        catalog: Catalog,
+        store: SessionStore,
+        signer: Signer,
+        core: CoreApiClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.signer = signer
+        self.core = core
+        self.clock = clock
+
+    # -- backend API ----------------------------------------------------------------
+    async def create_session(self, request: ConnectRequest) -> IssuedToken:
+        now = int(self.clock())
+        ttl = request.expires_in or self.settings.token_ttl
+        session = ConnectSession(
+            id=str(uuid.uuid4()),
+            integration_name=request.integration_name,
+            workspace_id=request.workspace_id,
+            connection_name=request.connection_name,
+            external_id=request.external_id,
+            end_user_id=request.end_user_id,
+            workspace_integration_id=request.workspace_integration_id,
+            auth_method_key=request.auth_method_key,
+            scope=request.scope,
+            oauth_app_mode=request.oauth_app_mode,
+            oauth_app_id=request.oauth_app_id,
+            success_redirect_uri=request.success_redirect_uri,
+            error_redirect_uri=request.error_redirect_uri,
+            allowed_origins=list(request.allowed_origins),
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        await self._store(self.store.create(session, ttl=ttl + RESULT_RETENTION))
+        token = self.signer.issue_connect_token(session.id, session.expires_at)
+        logger.info("session %s created for %s", session.id, session.integration_name or "picker")
+        return IssuedToken(
+            token=token,
+            connect_url=f"{self.settings.public_url}/connect?token={token}",
+            expires_at=session.expires_at,
+            session_id=session.id,
+        )
+
+    async def session_by_id(self, session_id: str) -> ConnectSession:
+        session = None
+        if _looks_like_session_id(session_id):
+            session = await self._store(self.store.get(session_id))
+        if session is None:
+            raise SessionNotFoundError("No connect session with that id.")
+        return session
+
+    async def session_by_token(self, token: object) -> ConnectSession:
+        try:
+            claims = self.signer.read_connect_token(token, now=self.clock())
+        except InvalidToken as exc:
+            if exc.reason == "missing":
+                raise MissingToken("A connect token is required.") from None
+            if exc.reason == "expired":
+                raise InvalidTokenError(
+                    "The connect token has expired.", details={"reason": "expired"}
+                ) from None
+            raise InvalidTokenError(
+                "The connect token is not valid.", details={"reason": "invalid"}
+            ) from None
+        return await self.session_by_id(claims.session_id)
+
+    # -- hosted pages ---------------------------------------------------------------
+    async def open(self, token: object) -> tuple[ConnectSession, str]:
+        """Check the link's token; return the session and the browser-binding cookie value."""
+        session = await self.session_by_token(token)
+        cookie, _ = self.signer.issue_browser_binding(session.id)
+        return session, cookie
+
+    async def bound_session(
+        self, session_id: str, cookie: str | None
+    ) -> tuple[ConnectSession, BrowserBinding]:
+        """The session this browser was bound to by `open`; refused for any other browser."""
+        try:
+            binding = self.signer.read_browser_binding(cookie)
+        except InvalidToken:
+            raise SessionNotBound("This browser has not opened the connect link.") from None
+        if binding.session_id != session_id:
+            raise SessionNotBound("This browser has not opened the connect link.")
+        session = await self.session_by_id(session_id)
+        if not session.status.is_final and session.expires_at <= self.clock():
+            raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
+        return session, binding
+
+    def check_csrf(self, binding: BrowserBinding, token: object, origin: str | None) -> None:
+        if origin is not None and origin != self.settings.public_origin:
+            raise CsrfFailed("The form was sent from another site.")
+        if not self.signer.check_csrf_token(token, binding):
+            raise CsrfFailed("The form has expired or was not sent by this page.")
+
+    def integration_of(self, session: ConnectSession) -> Integration | None:
+        if session.integration_name is None:
+            return None
+        integration = self.catalog.get(session.integration_name)
+        if integration is None:
+            # The catalog changed under a live session.
+            raise IntegrationNotFound("This integration is no longer available.")
+        return integration
+
+    async def choose_integration(self, session: ConnectSession, name: object) -> ConnectSession:
+        """The picker: fix the integration of a session minted without one."""
+        if session.integration_name is not None:
+            raise SessionClosed("An integration was already chosen for this session.")
+        integration = self.catalog.get(name) if isinstance(name, str) else None
+        if integration is None:
+            raise IntegrationNotFound("No such integration.")
+        return await self._transition(
+            session, SessionStatus.PENDING, integration_name=integration.name
+        )
+
+    def auth_option(self, session: ConnectSession, integration: Integration) -> AuthOption:
+        option = integration.auth_option(session.auth_method_key)
+        if option is None:
+            # Several options and none fixed: the first is the default until a chooser exists.
+            option = integration.auth_options[0]
+        return option
+
+    async def submit_credentials(
+        self, session: ConnectSession, form: Mapping[str, str]
+    ) -> ConnectResult | FormRejected:
+        integration = self.integration_of(session)
+        if integration is None:
+            raise ValidationFailed("Choose an integration first.")
+        option = self.auth_option(session, integration)
+        result: FormResult = read_form(option, form)
+        if result.errors:
+            return FormRejected(errors=result.errors, values={})
+
+        session = await self._transition(session, SessionStatus.CONNECTING)
+        body = connection_body(session, option, result.credentials)
+        # Once CONNECTING, finish even if the browser goes away mid-request.
+        return await asyncio.shield(self._deliver(session, body))
+
+    async def _deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
+        try:
+            delivered = await self.core.create_connection(body, session_id=session.id)
+        except DeliveryFailed as exc:
+            logger.warning("session %s failed: %s", session.id, exc.code)
+            session = await self._transition(
+                session, SessionStatus.FAILED, error=exc.message, error_code=exc.code
+            )
+        else:
+            logger.info("session %s completed as connection %s", session.id,
+                        delivered.connection_id)
+            session = await self._transition(
+                session, SessionStatus.COMPLETED, connection_id=delivered.connection_id
+            )
+        return self.result(session)
+
+    def result(self, session: ConnectSession) -> ConnectResult:
+        success = session.status is SessionStatus.COMPLETED
+        message: dict[str, Any] = {
+            "type": RESULT_MESSAGE_TYPE,
+            "status": "success" if success else "error",
+            "sessionId": session.id,
+            "connectionId": session.connection_id,
+            "integrationName": session.integration_name,
+            "externalId": session.external_id,
+        }
+        if not success:
+            message["error"] = session.error
+            message["code"] = session.error_code
+        redirect_url = None
+        if success and session.success_redirect_uri:
+            redirect_url = _with_query(session.success_redirect_uri, {
+                "sessionId": session.id,
+                "connectionId": session.connection_id or "",
+                "status": "success",
+            })
+        elif not success and session.error_redirect_uri:
+            redirect_url = _with_query(session.error_redirect_uri, {
+                "sessionId": session.id,
+                "status": "error",
+                "code": session.error_code or "FAILED",
+            })
+        return ConnectResult(
+            session=session,
+            message=message,
+            target_origins=self.target_origins(session),
+            redirect_url=redirect_url,
+        )
+
+    def target_origins(self, session: ConnectSession) -> tuple[str, ...]:
+        """Exactly the origins that may receive this session's result, never "*"."""
+        origins = list(session.allowed_origins or self.settings.allowed_origins)
+        for uri in (session.success_redirect_uri, session.error_redirect_uri):
+            if uri:
+                origins.append(origin_of(uri))
+        return tuple(dict.fromkeys(origins))
+
+    async def _transition(
+        self, session: ConnectSession, to: SessionStatus, **changes: str
+    ) -> ConnectSession:
+        try:
+            return await self._store(self.store.transition(session.id, to, **changes))
+        except TransitionRefused as exc:
+            raise SessionClosed(
+                f"This connect session is already {exc.current.value.lower()}.",
+                details={"status": exc.current.value},
+            ) from None
+        except SessionNotFound:
+            raise SessionNotFoundError("No connect session with that id.") from None
+
+    @staticmethod
+    async def _store(awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except StoreUnavailable as exc:
+            logger.error("session store unavailable: %s", exc)
+            raise ServiceUnavailable(
+                "The portal cannot reach its session store. Try again in a moment."
+            ) from None
+
+
+def _looks_like_session_id(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _with_query(uri: str, params: dict[str, str]) -> str:
+    parts = urlsplit(uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,0 +1,117 @@
+"""The connect session record and the transitions it may make.
+
+    PENDING ──▶ CONNECTING ──▶ COMPLETED
+       │             └───────▶ FAILED
+       └─────────────────────▶ FAILED
+
+COMPLETED and FAILED are final. A store applies a transition atomically: it checks
+the current status and writes the new fields in one step, so two browsers (or two
+portal processes) racing on the same session cannot both win.
+
+The record holds no secret: credentials go from the form straight to the core API.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SessionStatus(StrEnum):
+    PENDING = "PENDING"
+    CONNECTING = "CONNECTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {SessionStatus.COMPLETED, SessionStatus.FAILED}
+
+
+# Which statuses each target may be reached from.
+TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING}),
+    SessionStatus.COMPLETED: frozenset({SessionStatus.CONNECTING}),
+    SessionStatus.FAILED: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
+}
+
+
+@dataclass(kw_only=True)
+class ConnectSession:
+    id: str
+    workspace_id: str
+    connection_name: str
+    external_id: str
+    expires_at: int
+    created_at: int
+    integration_name: str | None = None
+    workspace_integration_id: str | None = None
+    auth_method_key: str | None = None
+    end_user_id: str | None = None
+    scope: str | None = None
+    oauth_app_mode: str | None = None
+    oauth_app_id: str | None = None
+    success_redirect_uri: str | None = None
+    error_redirect_uri: str | None = None
+    allowed_origins: list[str] = field(default_factory=list)
+    status: SessionStatus = SessionStatus.PENDING
+    connection_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+    # -- storage ------------------------------------------------------------------
+    def to_record(self) -> dict[str, str]:
+        """Flat string fields, the shape of a Redis hash; empty values are left out."""
+        record: dict[str, str] = {}
+        for name, value in asdict(self).items():
+            if value is None or value == []:
+                continue
+            if isinstance(value, list):
+                record[name] = json.dumps(value, separators=(",", ":"))
+            else:
+                record[name] = str(value)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, str]) -> ConnectSession:
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            if item.name not in record:
+                continue
+            raw = record[item.name]
+            if item.name == "allowed_origins":
+                values[item.name] = json.loads(raw)
+            elif item.name in {"expires_at", "created_at"}:
+                values[item.name] = int(raw)
+            elif item.name == "status":
+                values[item.name] = SessionStatus(raw)
+            else:
+                values[item.name] = raw
+        return cls(**values)
+
+    # -- the external contract ------------------------------------------------------
+    def public(self) -> dict[str, Any]:
+        """The session as `GET /api/v1/connect/session/{id}` and `poll` describe it."""
+        return {
+            "id": self.id,
+            "integrationName": self.integration_name,
+            "workspaceIntegrationId": self.workspace_integration_id,
+            "authMethodKey": self.auth_method_key,
+            "oauthAppMode": self.oauth_app_mode,
+            "oauthAppId": self.oauth_app_id,
+            "connectionName": self.connection_name,
+            "externalId": self.external_id,
+            "status": self.status.value,
+            "connectionId": self.connection_id,
+            "error": self.error,
+            "errorCode": self.error_code,
+            "expiresAt": iso8601(self.expires_at),
+            "createdAt": iso8601(self.created_at),
+        }
+
+
+def iso8601(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,182 @@
+"""Everything configurable, read from the environment and validated at start.
+
+Every error names the variable it is about, so an operator can fix the deployment
+from the message alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_TOKEN_TTL = 30 * 60
+MAX_TOKEN_TTL = 4 * 60 * 60
+MIN_TOKEN_TTL = 60
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    public_url: str = "http://127.0.0.1:8000"
+    secret_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    redis_url: str | None = None
+    redis_prefix: str = "portal:"
+    core_api_url: str | None = None
+    core_api_key: str | None = None
+    core_api_timeout: float = 10.0
+    allowed_origins: tuple[str, ...] = ()
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    log_level: str = "INFO"
+    catalog_paths: tuple[str, ...] = field(default=())
+
+    @property
+    def public_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    @property
+    def secure_cookies(self) -> bool:
+        # The Secure flag can only be used when the portal is served over HTTPS.
+        return self.public_url.startswith("https://")
+
+    def require_production_secrets(self) -> None:
+        """`serve` refuses to run with anything a production portal cannot do without."""
+        if not self.secret_keys:
+            raise SettingsError("PORTAL_SECRET_KEYS is required: a comma-separated list of keys")
+        if not self.api_keys:
+            raise SettingsError("PORTAL_API_KEYS is required: a comma-separated list of keys")
+        if not self.redis_url:
+            raise SettingsError(
+                "REDIS_URL is required for `serve` (several workers share sessions through Redis)"
+            )
+        if not self.core_api_url:
+            raise SettingsError("CORE_API_URL is required for `serve`")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        public_url = _url(env, "PORTAL_PUBLIC_URL", cls.public_url).rstrip("/")
+        core_api_url = _optional(env, "CORE_API_URL")
+        if core_api_url is not None:
+            core_api_url = _url(env, "CORE_API_URL", core_api_url).rstrip("/")
+        core_api_key = _optional(env, "CORE_API_KEY")
+        if core_api_url and not core_api_key:
+            raise SettingsError("CORE_API_KEY is required when CORE_API_URL is set")
+        redis_url = _optional(env, "REDIS_URL")
+        if redis_url is not None and urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return cls(
+            public_url=public_url,
+            secret_keys=_secret_keys(env),
+            api_keys=_api_keys(env),
+            redis_url=redis_url,
+            redis_prefix=env.get("PORTAL_REDIS_PREFIX", cls.redis_prefix) or cls.redis_prefix,
+            core_api_url=core_api_url,
+            core_api_key=core_api_key,
+            core_api_timeout=_number(env, "CORE_API_TIMEOUT", cls.core_api_timeout, 0.5, 120),
+            allowed_origins=_origins(env),
+            token_ttl=int(_number(env, "PORTAL_TOKEN_TTL", DEFAULT_TOKEN_TTL,
+                                  MIN_TOKEN_TTL, MAX_TOKEN_TTL)),
+            log_level=_log_level(env),
+            catalog_paths=tuple(_split(env.get("PORTAL_CATALOG", ""))),
+        )
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-cased, with default ports dropped."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in {("http", 80), ("https", 443)}:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"{name} must be an absolute http(s) URL, got {value!r}")
+    if parts.username or parts.password:
+        raise SettingsError(f"{name} must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{name} must not contain a query or fragment")
+    return value
+
+
+def _secret_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    keys = _split(env.get("PORTAL_SECRET_KEYS", ""))
+    for index, key in enumerate(keys, start=1):
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(
+                f"PORTAL_SECRET_KEYS: key {index} is {len(key)} characters long; "
+                f"use at least {MIN_SECRET_KEY_LENGTH} random characters"
+            )
+    return tuple(keys)
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    keys = _split(env.get("PORTAL_API_KEYS", ""))
+    for index, key in enumerate(keys, start=1):
+        if len(key) < 16:
+            raise SettingsError(
+                f"PORTAL_API_KEYS: key {index} is {len(key)} characters long; use at least 16"
+            )
+    return tuple(keys)
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    origins = []
+    for value in _split(env.get("PORTAL_ALLOWED_ORIGINS", "")):
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise SettingsError(
+                f"PORTAL_ALLOWED_ORIGINS: {value!r} is not an origin like https://app.example.com"
+            )
+        if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
+            raise SettingsError(
+                f"PORTAL_ALLOWED_ORIGINS: {value!r} must be an origin only "
+                "(scheme, host and port; no path)"
+            )
+        origins.append(origin_of(value))
+    return tuple(dict.fromkeys(origins))
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = env.get("PORTAL_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(
+            f"PORTAL_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}"
+        )
+    return level

@@ -1,0 +1,118 @@
+"""Signed values: connect tokens, browser bindings and CSRF tokens.
+
+Each purpose has its own salt, so a value signed for one purpose never verifies as
+another. `PORTAL_SECRET_KEYS` lists keys newest first: the first signs, all verify,
+which is how keys are rotated without cutting live sessions.
+
+A connect token carries only the session id and its expiry; it is a bearer
+credential for that one session, never a container for secrets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
+
+TOKEN_PREFIX = "cst_"
+# A real token is ~120 characters; anything far longer is refused before any parsing.
+MAX_TOKEN_LENGTH = 512
+
+_CONNECT_TOKEN_SALT = "portal.connect-token.v1"
+_BROWSER_SALT = "portal.browser-binding.v1"
+_CSRF_SALT = "portal.csrf.v1"
+
+
+class InvalidToken(Exception):
+    """The value is not one this portal signed, or it has expired."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConnectToken:
+    session_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class BrowserBinding:
+    """What the `HttpOnly` cookie proves: this browser opened the session's link."""
+
+    session_id: str
+    nonce: str
+
+
+class Signer:
+    def __init__(self, secret_keys: tuple[str, ...]) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is required")
+        # itsdangerous signs with the *last* key and verifies with all of them.
+        keys = list(reversed(secret_keys))
+        self._connect = URLSafeSerializer(keys, salt=_CONNECT_TOKEN_SALT)
+        self._browser = URLSafeSerializer(keys, salt=_BROWSER_SALT)
+        self._csrf = URLSafeSerializer(keys, salt=_CSRF_SALT)
+
+    # -- connect tokens ------------------------------------------------------------
+    def issue_connect_token(self, session_id: str, expires_at: int) -> str:
+        return TOKEN_PREFIX + self._connect.dumps({"sid": session_id, "exp": expires_at})
+
+    def read_connect_token(self, token: object, *, now: float | None = None) -> ConnectToken:
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("missing")
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise InvalidToken("malformed")
+        if not token.startswith(TOKEN_PREFIX):
+            raise InvalidToken("malformed")
+        payload = self._loads(self._connect, token[len(TOKEN_PREFIX):])
+        session_id, expires_at = payload.get("sid"), payload.get("exp")
+        if not isinstance(session_id, str) or not isinstance(expires_at, int):
+            raise InvalidToken("malformed")
+        if expires_at <= (time.time() if now is None else now):
+            raise InvalidToken("expired")
+        return ConnectToken(session_id=session_id, expires_at=expires_at)
+
+    # -- browser binding -----------------------------------------------------------
+    def issue_browser_binding(self, session_id: str) -> tuple[str, BrowserBinding]:
+        binding = BrowserBinding(session_id=session_id, nonce=secrets.token_urlsafe(16))
+        return self._browser.dumps({"sid": session_id, "n": binding.nonce}), binding
+
+    def read_browser_binding(self, value: str | None) -> BrowserBinding:
+        if not value or len(value) > MAX_TOKEN_LENGTH or not value.isascii():
+            raise InvalidToken("missing")
+        payload = self._loads(self._browser, value)
+        session_id, nonce = payload.get("sid"), payload.get("n")
+        if not isinstance(session_id, str) or not isinstance(nonce, str):
+            raise InvalidToken("malformed")
+        return BrowserBinding(session_id=session_id, nonce=nonce)
+
+    # -- CSRF ----------------------------------------------------------------------
+    def csrf_token(self, binding: BrowserBinding) -> str:
+        return self._csrf.dumps({"sid": binding.session_id, "n": binding.nonce})
+
+    def check_csrf_token(self, value: object, binding: BrowserBinding) -> bool:
+        if not isinstance(value, str) or len(value) > MAX_TOKEN_LENGTH or not value.isascii():
+            return False
+        try:
+            payload = self._loads(self._csrf, value)
+        except InvalidToken:
+            return False
+        return hmac.compare_digest(str(payload.get("sid")), binding.session_id) and (
+            hmac.compare_digest(str(payload.get("n")), binding.nonce)
+        )
+
+    @staticmethod
+    def _loads(serializer: URLSafeSerializer, value: str) -> dict[str, Any]:
+        try:
+            payload = serializer.loads(value)
+        except (BadData, UnicodeDecodeError, ValueError):
+            raise InvalidToken("bad-signature") from None
+        if not isinstance(payload, dict):
+            raise InvalidToken("malformed")
+        return payload

@@ -1,0 +1,154 @@
+"""Hosted pages: open the link, the picker, the credential form, the result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from portal.errors import PortalError, SessionClosed
+from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.sessions import ConnectSession
+from portal.views.common import flow_of
+
+BINDING_COOKIE = "portal_binding"
+MAX_FORM_FIELDS = 50
+MAX_FORM_PART = 64 * 1024
+
+
+async def open_link(request: Request) -> Response:
+    """`GET /connect?token=…`: bind this browser to the session, then drop the token."""
+    flow = flow_of(request)
+    session, cookie = await flow.open(request.query_params.get("token"))
+    response = RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+    response.set_cookie(
+        BINDING_COOKIE,
+        cookie,
+        max_age=max(60, session.expires_at - int(flow.clock())),
+        path=f"/connect/s/{session.id}",
+        secure=flow.settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+async def show_session(request: Request) -> Response:
+    flow = flow_of(request)
+    session, binding = await flow.bound_session(
+        request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
+    )
+    if session.status.is_final:
+        return render_result(request, flow.result(session))
+    csrf = flow.signer.csrf_token(binding)
+    if session.status.value == "CONNECTING":
+        return render(request, "connecting.html", {"session": session}, status_code=409)
+    if session.integration_name is None:
+        return render_picker(request, flow, session, csrf)
+    return render_form(request, flow, session, csrf, FormRejected(errors={}, values={}))
+
+
+async def submit_session(request: Request) -> Response:
+    flow = flow_of(request)
+    session, binding = await flow.bound_session(
+        request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
+    )
+    async with request.form(
+        max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
+    ) as form_data:
+        form = {key: value for key, value in form_data.items() if isinstance(value, str)}
+    flow.check_csrf(binding, form.get("csrf_token"), request.headers.get("origin"))
+
+    if form.get("action") == "choose":
+        await flow.choose_integration(session, form.get("integration"))
+        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+
+    try:
+        outcome = await flow.submit_credentials(session, form)
+    except SessionClosed:
+        current = await flow.session_by_id(session.id)
+        if current.status.is_final:
+            return render_result(request, flow.result(current))
+        raise
+    if isinstance(outcome, FormRejected):
+        return render_form(
+            request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
+        )
+    if outcome.redirect_url and form.get("opener") != "1":
+        return RedirectResponse(outcome.redirect_url, status_code=303)
+    return render_result(request, outcome)
+
+
+def render_picker(
+    request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
+) -> Response:
+    return render(request, "picker.html", {
+        "session": session,
+        "csrf_token": csrf,
+        "integrations": list(flow.catalog),
+    })
+
+
+def render_form(
+    request: Request,
+    flow: ConnectFlow,
+    session: ConnectSession,
+    csrf: str,
+    rejected: FormRejected,
+    status_code: int = 200,
+) -> Response:
+    integration = flow.integration_of(session)
+    assert integration is not None
+    option = flow.auth_option(session, integration)
+    response = render(request, "connect.html", {
+        "session": session,
+        "integration": integration,
+        "option": option,
+        "csrf_token": csrf,
+        "errors": rejected.errors,
+        "values": rejected.values,
+    }, status_code=status_code)
+    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
+    response.headers["content-security-policy"] = content_security_policy(
+        form_action=("'self'", *flow.target_origins(session))
+    )
+    return response
+
+
+def render_result(request: Request, result: ConnectResult) -> Response:
+    payload = {"message": result.message, "targetOrigins": list(result.target_origins)}
+    return render(request, "result.html", {
+        "session": result.session,
+        "result": result,
+        "payload_json": json.dumps(payload).replace("<", "\\u003c"),
+    })
+
+
+def render_error(request: Request, exc: PortalError) -> Response:
+    return render(request, "error.html", {"code": exc.code, "status": exc.status},
+                  status_code=exc.status)
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, template, context, status_code=status_code
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def content_security_policy(*, form_action: tuple[str, ...] = ("'self'",)) -> str:
+    return "; ".join([
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action " + " ".join(form_action),
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ])
