@@ -65,12 +65,14 @@ def create_core_app(api_key: str) -> Starlette:
         )
         return response
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/", page),
         Route("/api/v1/connections", create, methods=["POST"]),
         Route("/api/v1/connections", list_json, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ])
+    app.state.connections = connections
+    return app
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""Shared fixtures: a real Redis under a per-test key prefix, the portal in process with
+the demo core API behind a swapped httpx transport, and settings to build both."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.demo.core import create_core_app
+from portal.settings import Settings
+
+API_KEY = "test-api-key-0123456789abcdef"
+CORE_API_KEY = "test-core-key-0123456789abcdef"
+SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
+PARTNER_ORIGIN = "https://partner.example"
+PORTAL_URL = "http://portal.test"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is removed afterwards."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, redis_prefix: str) -> Settings:
+    return Settings(
+        public_url=PORTAL_URL,
+        secret_keys=(SECRET_KEY,),
+        api_keys=(API_KEY,),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        core_api_url="http://core.test",
+        core_api_key=CORE_API_KEY,
+        allowed_origins=(PARTNER_ORIGIN,),
+    )
+
+
+@pytest.fixture
+def core_app() -> Starlette:
+    """The demo core API, which honours Idempotency-Key like the real one must."""
+    return create_core_app(CORE_API_KEY)
+
+
+def received(core_app: Starlette) -> list[dict[str, Any]]:
+    """What the core API received, in order."""
+    connections: list[dict[str, Any]] = core_app.state.connections
+    return connections
+
+
+@pytest.fixture
+def make_client(settings: Settings, core_app: Starlette) -> Iterator[Any]:
+    clients: list[TestClient] = []
+
+    def make(
+        core_transport: httpx.AsyncBaseTransport | None = None, **overrides: Any
+    ) -> TestClient:
+        app = create_app(
+            replace(settings, **overrides),
+            core_transport=core_transport or httpx.ASGITransport(app=core_app),
+        )
+        client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Any) -> TestClient:
+    client: TestClient = make_client()
+    return client
+
+
+def token_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "integrationName": "openai",
+        "connectionName": "My OpenAI",
+        "externalId": "user-42",
+        "workspaceId": "ws-1",
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def mint(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/connect/token", json=token_body(**overrides), headers=AUTH)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def open_page(client: TestClient, token: str) -> tuple[str, str]:
+    """Open the connect link as a browser would; return the page path and its CSRF token."""
+    opened = client.get("/connect", params={"token": token})
+    assert opened.status_code == 303, opened.text
+    page_path = opened.headers["location"]
+    page = client.get(page_path)
+    assert page.status_code == 200, page.text
+    return page_path, csrf_of(page.text)
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+def submit(
+    client: TestClient, page_path: str, csrf: str, **fields: str
+) -> httpx.Response:
+    return client.post(
+        page_path,
+        data={"csrf_token": csrf, **fields},
+        headers={"Origin": PORTAL_URL},
+    )
