@@ -20,11 +20,13 @@ from portal import errors
 from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
+from portal.markdown import render_markdown
 from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
 from portal.tokens import Signer
+from portal.verification import CredentialChecker
 from portal.views import api, health, pages
 from portal.views.common import error_response
 
@@ -39,6 +41,8 @@ def create_app(
     core_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """Build the portal. `store`, `catalog` and `core_transport` are for tests and the demo."""
+    # A bad catalog stops start-up here, naming the file, the entry and the field.
+    catalog = catalog or load_catalog(settings.catalog_paths)
     if not settings.secret_keys:
         raise SettingsError("PORTAL_SECRET_KEYS is required")
     if not settings.core_api_url or not settings.core_api_key:
@@ -58,18 +62,26 @@ def create_app(
             timeout=settings.core_api_timeout,
             transport=core_transport,
         )
+        checker = CredentialChecker(
+            timeout=settings.verification_timeout,
+            allow_http_loopback=settings.allow_http_loopback,
+        )
+        if not settings.verify_credentials:
+            logger.warning("PORTAL_VERIFY_CREDENTIALS is off: credentials are saved unchecked")
         app.state.flow = ConnectFlow(
             settings=settings,
-            catalog=catalog or load_catalog(settings.catalog_paths),
+            catalog=catalog,
             store=session_store,
             signer=Signer(settings.secret_keys),
             core=core,
+            checker=checker if settings.verify_credentials else None,
         )
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         try:
             yield
         finally:
+            await checker.aclose()
             await core.aclose()
             await session_store.close()
 
@@ -100,6 +112,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=templates_dir())
+    app.state.templates.env.filters["markdown"] = render_markdown
     return app
 
 

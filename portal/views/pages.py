@@ -47,6 +47,10 @@ async def show_session(request: Request) -> Response:
         return render(request, "connecting.html", {"session": session}, status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
+    integration = flow.integration_of(session)
+    assert integration is not None
+    if flow.auth_option(session, integration) is None:
+        return render_auth_methods(request, flow, session, csrf)
     return render_form(request, flow, session, csrf, FormRejected(errors={}, values={}))
 
 
@@ -63,6 +67,9 @@ async def submit_session(request: Request) -> Response:
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
+        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+    if form.get("action") == "auth_method":
+        await flow.choose_auth_method(session, form.get("auth_method"))
         return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
 
     try:
@@ -84,10 +91,25 @@ async def submit_session(request: Request) -> Response:
 def render_picker(
     request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
 ) -> Response:
+    query = request.query_params.get("q", "")[:100]
+    page = flow.picker(query, request.query_params.get("category") or None)
     return render(request, "picker.html", {
         "session": session,
         "csrf_token": csrf,
-        "integrations": list(flow.catalog),
+        "page": page,
+    })
+
+
+def render_auth_methods(
+    request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
+) -> Response:
+    integration = flow.integration_of(session)
+    assert integration is not None
+    return render(request, "auth_method.html", {
+        "session": session,
+        "csrf_token": csrf,
+        "integration": integration,
+        "options": flow.runnable_options(integration),
     })
 
 
@@ -102,6 +124,7 @@ def render_form(
     integration = flow.integration_of(session)
     assert integration is not None
     option = flow.auth_option(session, integration)
+    assert option is not None
     response = render(request, "connect.html", {
         "session": session,
         "integration": integration,
@@ -109,6 +132,7 @@ def render_form(
         "csrf_token": csrf,
         "errors": rejected.errors,
         "values": rejected.values,
+        "notice": rejected.notice,
     }, status_code=status_code)
     # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
     response.headers["content-security-policy"] = content_security_policy(
