@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -243,18 +243,29 @@ def expand_url(
         raise UnsafeUrl(exc.reason, blamed) from None
 
 
+Lookup = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 async def resolve_public(
-    host: str, port: int, *, allow_loopback: bool = False
+    host: str, port: int, *, allow_loopback: bool = False, lookup: Lookup = system_lookup
 ) -> list[IPAddress]:
     """Every address `host` resolves to, refused unless all of them are public."""
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        answers = await lookup(host, port)
     except (OSError, UnicodeError):
         raise UnsafeUrl("unresolvable") from None
     addresses: list[IPAddress] = []
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    for answer in answers:
+        try:
+            address = ipaddress.ip_address(answer.split("%")[0])
+        except ValueError:
+            raise UnsafeUrl("unresolvable") from None
         if not is_public_address(address, allow_loopback=allow_loopback):
             raise UnsafeUrl("private_address")
         if address not in addresses:

@@ -9,6 +9,7 @@ of the answer are read. Nothing from the answer, and no secret, is logged.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ class CredentialChecker:
         timeout: float = 5.0,
         allow_http_loopback: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        lookup: ssrf.Lookup = ssrf.system_lookup,
     ) -> None:
         self._allow_loopback = allow_http_loopback
+        self._lookup = lookup
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             follow_redirects=False,
@@ -62,7 +65,7 @@ class CredentialChecker:
             )
             addresses = (
                 [url.ip] if url.ip is not None
-                else await ssrf.resolve_public(url.host, url.port,
+                else await ssrf.resolve_public(url.host, url.port, lookup=self._lookup,
                                                allow_loopback=self._allow_loopback)
             )
         except ssrf.UnsafeUrl as exc:
@@ -80,20 +83,28 @@ class CredentialChecker:
         url: ssrf.CheckedUrl,
         address: ssrf.IPAddress,
     ) -> CheckResult:
-        host_header = url.host if url.port in {80, 443} else f"{url.host}:{url.port}"
         headers = {name: _fill(value, values) for name, value in verification.headers}
-        headers["Host"] = host_header
-        request_url = httpx.URL(url.url).copy_with(host=str(address))
+        request_url = httpx.URL(url.url)
+        extensions = {}
+        if url.ip is None:
+            # Connect to the address that was checked; TLS still verifies the real name.
+            headers["Host"] = request_url.netloc.decode("ascii")
+            request_url = request_url.copy_with(host=str(address))
+            extensions["sni_hostname"] = url.host
         auth = None
         if verification.basic_auth is not None:
             auth = httpx.BasicAuth(_fill(verification.basic_auth[0], values),
                                    _fill(verification.basic_auth[1], values))
-        body = _fill(verification.body, values) if verification.body is not None else None
+        body = None
+        if verification.body is not None:
+            # Placeholders in a body sit inside JSON strings; a value cannot break out.
+            escaped = {key: json.dumps(value)[1:-1] for key, value in values.items()}
+            body = _fill(verification.body, escaped)
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
         request = self._http.build_request(
             verification.method, request_url, headers=headers, content=body,
-            extensions={"sni_hostname": url.host},
+            extensions=extensions,
         )
         try:
             response = await self._http.send(request, auth=auth, stream=True)
