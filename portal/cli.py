@@ -99,6 +99,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
 async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     from portal.app import create_app
     from portal.catalog import load_catalog
+    from portal.credentials import CREDENTIAL_TYPES
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
 
@@ -123,7 +124,9 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     apps = [
         (create_app(settings, catalog=catalog), port),
         (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
-                            integrations=[item.name for item in catalog]), port + 1),
+                            integrations=[item.name for item in catalog
+                                          if any(option.type in CREDENTIAL_TYPES
+                                                 for option in item.auth_options)]), port + 1),
         (create_core_app(core_key), port + 2),
     ]
     servers = [
