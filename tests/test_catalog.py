@@ -267,3 +267,11 @@ def test_integrations_listing_describes_fields_and_never_a_secret(client: TestCl
     oauth = next(o for o in shopify["integrations"][0]["authOptions"] if o["type"] == "OAUTH2")
     assert oauth["oauth"]["authUrl"] == "https://{shop}.myshopify.com/admin/oauth/authorize"
     assert oauth["props"]["shop"]["format"] == "subdomain"
+
+
+def test_the_documented_example_entry_is_valid() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "catalog.md").read_text()
+    example = text.split("## A full example", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    (zendesk,) = parse_catalog(example, source="docs/catalog.md")
+    assert [option.key for option in zendesk.auth_options] == ["api_token", "oauth2"]
+    assert {item.type for item in zendesk.auth_options[0].fields} == set(FieldType)
