@@ -144,6 +144,7 @@ def test_a_validation_error_keeps_typed_values_but_not_the_secret(
     expect(error).to_have_text(
         "This does not look like a valid Key ID. Check that you copied all of it.")
     key_id = page.get_by_label("Key ID")
+    expect(key_id).to_be_focused()  # the first field in error, for keyboard users
     expect(key_id).to_have_value("XX99")
     expect(key_id).to_have_attribute("aria-invalid", "true")
     expect(key_id).to_have_attribute("aria-describedby",
