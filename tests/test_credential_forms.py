@@ -115,6 +115,9 @@ def test_custom_auth_round_trips_every_field_type_to_the_core_body(
     acme: TestClient, core_app: Starlette
 ) -> None:
     page_path, csrf, _ = open_form(acme)
+    rendered = acme.get(page_path).text
+    names = set(re.findall(r'<(?:input|select|textarea)\b[^>]*\bname="([^"]+)"', rendered))
+    assert names == {"csrf_token", "opener", *GOOD_CUSTOM, "retries", "verbose"}
     response = submit(acme, page_path, csrf, **GOOD_CUSTOM)
     assert response.status_code == 200, response.text
     assert "Connected" in response.text
