@@ -54,6 +54,9 @@ class CredentialChecker:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment would bypass the address check
+            # No pooled connections: one opened for one provider's name (SNI) must never
+            # carry a request for another provider that happens to share its address.
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": "connect-portal (credential check)"},
             transport=transport,
         )

@@ -243,3 +243,16 @@ async def test_at_most_the_size_cap_of_an_answer_is_read() -> None:
     await checker.aclose()
     assert result.outcome is Outcome.VALID
     assert sent <= MAX_RESPONSE_BYTES + 8192
+
+
+async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
+    provider: tuple[str, Starlette],
+) -> None:
+    url, app = provider
+    checker = CredentialChecker(timeout=0.5, allow_http_loopback=True)
+    result = await checker.check(Verification(method="GET", url=f"{url}/slow",
+                                              blame_field="secret_text"),
+                                 {"secret_text": "good-key"})
+    await checker.aclose()
+    assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
+    assert [request["path"] for request in app.state.requests] == ["/slow"]
