@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from portal.app import create_app
 from portal.settings import Settings
-from tests.catalog_server import free_socket, serve
+from tests.catalog_server import free_socket, provider_app, serve
 from tests.conftest import AUTH, received, token_body
 
 pytestmark = pytest.mark.browser
@@ -202,3 +202,57 @@ def test_picker_search_works_without_javascript(browser: Browser, portal: str) -
         expect(page.get_by_role("heading", name="Connect Warehouse")).to_be_visible()
     finally:
         context.close()
+
+
+@pytest.fixture
+def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
+                   ) -> Iterator[tuple[str, Starlette]]:
+    """The portal with credential checks on, against a provider served on loopback."""
+    provider = provider_app()
+    with serve(provider) as provider_url:
+        entry = {
+            "name": "checked", "displayName": "Checked", "category": "Testing",
+            "description": "Keys are checked before saving.", "website": "https://x.example",
+            "authOptions": [{
+                "key": "api_key", "type": "SECRET_TEXT", "displayName": "API key",
+                "helpUrl": "https://x.example/keys",
+                "verification": {"url": f"{provider_url}/v1/me",
+                                 "headers": {"Authorization": "Bearer {secret_text}"}},
+            }],
+        }
+        catalog = tmp_path / "checked.json"
+        catalog.write_text(json.dumps({"integrations": [entry]}))
+        sock = free_socket()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        app = create_app(
+            replace(settings, public_url=url, catalog_paths=(str(catalog),),
+                    verify_credentials=True, allow_http_loopback=True),
+            core_transport=httpx.ASGITransport(app=core_app),
+        )
+        with serve(app, sock) as served:
+            yield served, provider
+
+
+def test_a_wrong_key_and_a_provider_outage_are_explained_and_retried(
+    page: Page, checked_portal: tuple[str, Starlette], core_app: Starlette
+) -> None:
+    portal, provider = checked_portal
+    page.goto(connect_url(portal, integrationName="checked"))
+    key = page.get_by_label("API key")
+    key.fill("wrong-key")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#field-secret_text-error")).to_have_text(
+        "Checked did not accept this API key. Check it and enter it again.")
+    expect(key).to_have_value("")
+    expect(key).to_be_focused()
+    provider.state.down = True
+    key.fill("good-key")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Checked could not be reached to check your details.")
+    assert received(core_app) == []
+    provider.state.down = False
+    page.get_by_label("API key").fill("good-key")
+    page.get_by_role("button", name="Try again").click()
+    expect(page.get_by_role("heading", name="Connected")).to_be_visible()
+    assert received(core_app)[0]["body"]["secretText"] == "good-key"
