@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(REPO)],
         check=True, capture_output=True,
     )
