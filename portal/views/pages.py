@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.errors import PortalError, SessionClosed
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
-from portal.sessions import ConnectSession
+from portal.sessions import ConnectSession, SessionStatus
 from portal.views.common import flow_of
 
 BINDING_COOKIE = "portal_binding"
@@ -43,7 +43,7 @@ async def show_session(request: Request) -> Response:
     if session.status.is_final:
         return render_result(request, flow.result(session))
     csrf = flow.signer.csrf_token(binding)
-    if session.status.value == "CONNECTING":
+    if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html", {"session": session}, status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
