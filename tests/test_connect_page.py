@@ -232,19 +232,21 @@ def test_another_browser_cannot_use_the_page(client: TestClient, make_client: An
     assert received(core_app) == []
 
 
-@pytest.mark.parametrize(("csrf", "origin"), [
-    (None, PORTAL_URL),
-    ("forged", PORTAL_URL),
-    ("valid", "https://evil.example"),
+@pytest.mark.parametrize(("csrf", "headers"), [
+    (None, {"Origin": PORTAL_URL}),
+    ("forged", {"Origin": PORTAL_URL}),
+    ("valid", {"Origin": "https://evil.example"}),
+    ("valid", {"Origin": "null", "Sec-Fetch-Site": "cross-site"}),
+    ("valid", {"Sec-Fetch-Site": "same-site"}),
 ])
 def test_csrf_and_origin_are_checked(client: TestClient, core_app: Starlette,
-                                     csrf: str | None, origin: str) -> None:
+                                     csrf: str | None, headers: dict[str, str]) -> None:
     answer = mint(client)
     page_path, real_csrf = open_page(client, answer["token"])
     data = {"secret_text": "sk-x"}
     if csrf is not None:
         data["csrf_token"] = real_csrf if csrf == "valid" else csrf
-    result = client.post(page_path, data=data, headers={"Origin": origin})
+    result = client.post(page_path, data=data, headers=headers)
     assert result.status_code == 403
     assert "CSRF_FAILED" in result.text
     assert received(core_app) == []
@@ -270,3 +272,15 @@ def test_picker_lets_the_user_choose_when_no_integration_was_fixed(
     submit(client, page_path, csrf_of(form.text), secret_text="sk-ant-xyz")
     assert received(core_app)[0]["body"]["integrationName"] == "anthropic"
     assert session_status(client, answer["sessionId"])["integrationName"] == "anthropic"
+
+
+def test_a_null_origin_from_a_no_referrer_page_is_accepted_with_a_valid_csrf_token(
+    client: TestClient, core_app: Starlette,
+) -> None:
+    # Chromium sends `Origin: null` for form posts from a page with Referrer-Policy: no-referrer.
+    answer = mint(client)
+    page_path, csrf = open_page(client, answer["token"])
+    result = client.post(page_path, data={"csrf_token": csrf, "secret_text": "sk-x"},
+                         headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    assert result.status_code == 200
+    assert len(received(core_app)) == 1

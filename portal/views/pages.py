@@ -59,7 +59,12 @@ async def submit_session(request: Request) -> Response:
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
     ) as form_data:
         form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(binding, form.get("csrf_token"), request.headers.get("origin"))
+    flow.check_csrf(
+        binding,
+        form.get("csrf_token"),
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+    )
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
