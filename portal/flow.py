@@ -184,8 +184,17 @@ class ConnectFlow:
             raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
         return session, binding
 
-    def check_csrf(self, binding: BrowserBinding, token: object, origin: str | None) -> None:
-        if origin is not None and origin != self.settings.public_origin:
+    def check_csrf(
+        self, binding: BrowserBinding, token: object, *, origin: str | None, fetch_site: str | None
+    ) -> None:
+        """A form post must come from this portal's own page in the bound browser.
+
+        Under `Referrer-Policy: no-referrer` browsers send `Origin: null` for form posts,
+        so a null Origin falls back to `Sec-Fetch-Site`; the CSRF token is checked always.
+        """
+        if origin not in (None, "null") and origin != self.settings.public_origin:
+            raise CsrfFailed("The form was sent from another site.")
+        if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
             raise CsrfFailed("The form was sent from another site.")
         if not self.signer.check_csrf_token(token, binding):
             raise CsrfFailed("The form has expired or was not sent by this page.")

@@ -31,9 +31,7 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("content-security-policy", DEFAULT_CSP)
                 headers.setdefault("x-content-type-options", "nosniff")
-                # same-origin, not no-referrer: under no-referrer a browser sends
-                # `Origin: null` with our own form posts, and the CSRF origin check refuses them.
-                headers.setdefault("referrer-policy", "same-origin")
+                headers.setdefault("referrer-policy", "no-referrer")
                 headers.setdefault("x-frame-options", "DENY")
             await send(message)
 

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.errors import PortalError, SessionClosed
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
-from portal.sessions import ConnectSession
+from portal.sessions import ConnectSession, SessionStatus
 from portal.views.common import flow_of
 
 BINDING_COOKIE = "portal_binding"
@@ -43,7 +43,7 @@ async def show_session(request: Request) -> Response:
     if session.status.is_final:
         return render_result(request, flow.result(session))
     csrf = flow.signer.csrf_token(binding)
-    if session.status.value == "CONNECTING":
+    if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html", {"session": session}, status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
@@ -63,7 +63,12 @@ async def submit_session(request: Request) -> Response:
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
     ) as form_data:
         form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(binding, form.get("csrf_token"), request.headers.get("origin"))
+    flow.check_csrf(
+        binding,
+        form.get("csrf_token"),
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+    )
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
