@@ -3,6 +3,7 @@ server on loopback) before anything reaches the core API."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -256,3 +257,15 @@ async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
     await checker.aclose()
     assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
     assert [request["path"] for request in app.state.requests] == ["/slow"]
+
+
+async def test_a_resolver_that_hangs_is_bounded_by_the_timeout() -> None:
+    async def hanging(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()  # never set: a resolver that never answers
+        return []
+
+    checker = CredentialChecker(timeout=0.5, lookup=hanging)
+    result = await checker.check(Verification(method="GET", url="https://api.acme.example/me",
+                                              blame_field="secret_text"), {"secret_text": "k"})
+    await checker.aclose()
+    assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
