@@ -127,6 +127,8 @@ BROKEN = [
      "verification: url: must not contain a user name or password"),
     ({"authOptions.0.verification.url": "https://{tenant}.acme.example/"},
      "verification: url: {tenant} is not a field of this option"),
+    ({"authOptions.0.verification.url": "https://{subdomain}.acme.example/me?key={api_key}"},
+     "verification: url: {api_key} is a secret and cannot be part of a URL"),
     ({"authOptions.0.verification.headers": {"Authorization": "Bearer {token}"}},
      "verification: headers.Authorization: {token} is not a field of this option"),
     ({"authOptions.0.verification.method": "DELETE"}, "verification: method: must be one of"),
