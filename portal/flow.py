@@ -169,7 +169,9 @@ class ConnectFlow:
         return session, binding
 
     def check_csrf(self, binding: BrowserBinding, token: object, origin: str | None) -> None:
-        if origin is not None and origin != self.settings.public_origin:
+        # Under `Referrer-Policy: no-referrer` browsers send `Origin: null` with the portal's
+        # own forms; the signed CSRF token is what proves the form came from this page.
+        if origin not in (None, "null") and origin != self.settings.public_origin:
             raise CsrfFailed("The form was sent from another site.")
         if not self.signer.check_csrf_token(token, binding):
             raise CsrfFailed("The form has expired or was not sent by this page.")

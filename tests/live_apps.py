@@ -77,6 +77,7 @@ PARTNER_PAGE = """<!doctype html>
     window.messages.push({origin: event.origin, data: event.data});
   });
   window.calls = [];
+  window.connectOutcome = null;
   window.connectOptions = null;
   function start() {
     var options = Object.assign({}, window.connectOptions, {
@@ -85,7 +86,7 @@ PARTNER_PAGE = """<!doctype html>
       onClose: function (r) { window.calls.push(["onClose", r]); }
     });
     PortalConnect.open(options).then(function (result) {
-      window.outcome = result;
+      window.connectOutcome = result;
       document.getElementById("outcome").textContent = result.status;
     });
   }

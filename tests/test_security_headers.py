@@ -113,3 +113,19 @@ def test_catalog_description_with_markup_renders_as_text(make_client: Any) -> No
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in html
     assert "<script>window.pwned" not in html
 
+
+
+def test_form_posted_under_no_referrer_is_accepted_but_not_from_another_site(
+    client: TestClient,
+) -> None:
+    # `Referrer-Policy: no-referrer` makes browsers send `Origin: null` with our own forms.
+    answer = mint(client)
+    page_path, csrf = open_page(client, answer["token"])
+    foreign = client.post(page_path, data={"csrf_token": csrf, "secret_text": "sk-live-x1"},
+                          headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    assert "CSRF_FAILED" in foreign.text
+    own = client.post(page_path, data={"csrf_token": csrf, "secret_text": "sk-live-x1",
+                                       "opener": "1"}, headers={"Origin": "null"})
+    assert own.status_code == 200
+    assert "Connected" in own.text
