@@ -57,9 +57,9 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def server_thread(app: Any) -> Iterator[str]:
+def server_thread(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread of this process; yield its base URL."""
-    sock = loopback_socket()
+    sock = sock or loopback_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
                                            lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
