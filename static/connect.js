@@ -1,8 +1,8 @@
-// PortalConnect: open the connect portal in a popup and learn the outcome exactly once.
-// No dependencies. See docs/connect-js.md. Messages: {type: "weavz-connect-result", ...}.
+// PortalConnect: open the connect portal in a popup; learn the outcome exactly once.
+// No dependencies. See docs/connect-js.md.
 (function (root) {
   "use strict";
-  var TYPE = "weavz-connect-result";
+  var TYPE = "weavz-connect-result", active = null;
 
   function fromSession(s) {
     if (s.status === "COMPLETED" || s.status === "FAILED") {
@@ -23,11 +23,16 @@
       var token = options.token || url.searchParams.get("token");
       if (token && !url.searchParams.get("token")) url.searchParams.set("token", token);
       var every = options.pollInterval || 1000;
-      var settled = false, popup = null, timer = null, graceLeft = 2;
+      var settled = false, replaced = false, popup = null, timer = null, graceLeft = 2;
+      // A new open() reuses the window: this one is over unless the portal says otherwise.
+      function supersede() { replaced = true; clearTimeout(timer); follow(false); }
+      if (active) active();
+      active = supersede;
 
       function finish(result) {
         if (settled) return;
         settled = true;
+        if (active === supersede) active = null;
         root.removeEventListener("message", onMessage);
         clearTimeout(timer);
         var callback = {success: options.onSuccess, error: options.onError,
@@ -42,13 +47,13 @@
 
       function onMessage(event) {
         var data = event.data;
-        if (event.origin !== origin || !data || data.type !== TYPE) return;
+        if (replaced || event.origin !== origin || !data || data.type !== TYPE) return;
         if (popup && event.source !== popup) return;
         if (options.sessionId && data.sessionId !== options.sessionId) return;
         finish(data);
       }
 
-      // A result, "PENDING"/"CONNECTING", "GONE" (token refused) or null (unreachable).
+      // A result, "PENDING", "CONNECTING", "GONE" (token refused) or null (unreachable).
       function poll() {
         if (!token) return Promise.resolve("GONE");
         return fetch(origin + "/api/v1/connect/session/poll", {
@@ -62,32 +67,23 @@
 
       function later(step) { if (!settled) timer = setTimeout(step, every); }
 
-      // Popup closed or cut off from us: ask the portal before calling it a cancel.
-      function afterClose() {
+      // Ask the portal before calling it a cancel; `patient` (noopener) waits out PENDING.
+      function follow(patient) {
         poll().then(function (state) {
           if (settled) return;
           if (state && typeof state === "object") return finish(state);
-          if (state === "CONNECTING") return later(afterClose);
-          if (state === "GONE" || graceLeft-- <= 0) return closed();
-          later(afterClose);
-        });
-      }
-
-      // No window to watch (noopener): only the portal can tell.
-      function pollUntilFinal() {
-        poll().then(function (state) {
-          if (settled) return;
-          if (state && typeof state === "object") return finish(state);
-          if (state === "GONE") return closed();
-          later(pollUntilFinal);
+          if (state === "GONE" || (!patient && state !== "CONNECTING" && graceLeft-- <= 0)) {
+            return closed();
+          }
+          later(function () { follow(patient); });
         });
       }
 
       function watch() {
         if (settled) return;
         var gone = true;
-        try { gone = popup.closed; } catch (e) { gone = true; }
-        if (gone) afterClose(); else timer = setTimeout(watch, 400);
+        try { gone = popup.closed; } catch (e) { /* gone */ }
+        if (gone) follow(false); else timer = setTimeout(watch, 400);
       }
 
       var w = options.width || 500, h = options.height || 600;
@@ -99,7 +95,7 @@
       popup = root.open(url.href, options.windowName || "portal-connect", features);
       if (options.noopener) {
         popup = null;
-        return later(pollUntilFinal);
+        return later(function () { follow(true); });
       }
       if (!popup || popup.closed) {
         popup = null;

@@ -85,6 +85,7 @@ def test_redirect_mode_success_carries_only_the_contract_fields(client: TestClie
     page_path, csrf = open_page(client, answer["token"])
     response = submit(client, page_path, csrf, secret_text="sk-live-abcdef")
     assert response.status_code == 303
+    assert response.headers["cache-control"] == "no-store"
     location = response.headers["location"]
     assert location.startswith(f"{PARTNER_ORIGIN}/done?")
     query = dict(item.split("=", 1) for item in location.split("?", 1)[1].split("&"))

@@ -286,6 +286,30 @@ def test_popup_closed_before_finishing_reports_on_close(stack: Stack, page: Page
     assert stack.session(answer["sessionId"])["status"] == "PENDING"
 
 
+def test_second_open_reuses_the_window_and_ends_the_first(stack: Stack, page: Page) -> None:
+    first, second = (stack.mint(allowedOrigins=[stack.partner]) for _ in range(2))
+    open_partner(page, stack.partner, first)
+    with page.expect_popup() as opened:
+        page.click("#connect")
+    popup = opened.value
+    expect(popup.get_by_label("API key")).to_be_visible()
+    first_page = popup.url
+    open_partner_options = {"connectUrl": second["connectUrl"], "token": second["token"],
+                            "pollInterval": 200}
+    page.evaluate("options => { window.connectOptions = options; }", open_partner_options)
+    page.click("#connect")
+    popup.wait_for_url(lambda url: "/connect/s/" in url and url != first_page)
+    expect(page.locator("#outcome")).to_have_text("closed")
+    with popup.expect_event("close"):
+        fill_and_submit(popup)
+    expect(page.locator("#outcome")).to_have_text("success")
+    [(closed_call, closed), (success_call, success)] = calls(page)
+    assert (closed_call, success_call) == ("onClose", "onSuccess")
+    assert success["sessionId"] == second["sessionId"]
+    assert stack.session(first["sessionId"])["status"] == "PENDING"
+    assert stack.session(second["sessionId"])["status"] == "COMPLETED"
+
+
 def test_blocked_popup_falls_back_to_a_full_page_redirect(
     stack: Stack, blocking_browser: Browser
 ) -> None:

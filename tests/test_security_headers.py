@@ -63,7 +63,7 @@ def test_every_response_carries_the_strict_policy(client: TestClient) -> None:
 
 def test_flow_pages_are_not_cached(client: TestClient) -> None:
     pages = flow_pages(client)
-    for name in ("form", "result", "error page", "api"):
+    for name in ("open", "form", "result", "error page", "api"):
         assert pages[name].headers["cache-control"] == "no-store", name
 
 

@@ -23,7 +23,7 @@ async def open_link(request: Request) -> Response:
     """`GET /connect?token=…`: bind this browser to the session, then drop the token."""
     flow = flow_of(request)
     session, cookie = await flow.open(request.query_params.get("token"))
-    response = RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+    response = redirect(f"/connect/s/{session.id}")
     response.set_cookie(
         BINDING_COOKIE,
         cookie,
@@ -64,7 +64,7 @@ async def submit_session(request: Request) -> Response:
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
-        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+        return redirect(f"/connect/s/{session.id}")
 
     try:
         outcome = await flow.submit_credentials(session, form)
@@ -78,8 +78,12 @@ async def submit_session(request: Request) -> Response:
             request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
         )
     if outcome.redirect_url and form.get("opener") != "1":
-        return RedirectResponse(outcome.redirect_url, status_code=303)
+        return redirect(outcome.redirect_url)
     return render_result(request, outcome)
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def render_picker(
