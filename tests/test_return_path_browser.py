@@ -305,6 +305,7 @@ def test_second_open_reuses_the_window_and_ends_the_first(stack: Stack, page: Pa
     expect(page.locator("#outcome")).to_have_text("success")
     [(closed_call, closed), (success_call, success)] = calls(page)
     assert (closed_call, success_call) == ("onClose", "onSuccess")
+    assert closed["status"] == "closed"
     assert success["sessionId"] == second["sessionId"]
     assert stack.session(first["sessionId"])["status"] == "PENDING"
     assert stack.session(second["sessionId"])["status"] == "COMPLETED"
