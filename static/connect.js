@@ -23,7 +23,9 @@
       var token = options.token || url.searchParams.get("token");
       if (token && !url.searchParams.get("token")) url.searchParams.set("token", token);
       var every = options.pollInterval || 1000;
-      var settled = false, replaced = false, popup = null, timer = null, graceLeft = 2;
+      var grace = options.closeGrace == null ? 2000 : options.closeGrace;
+      var settled = false, replaced = false, popup = null, timer = null;
+      var graceLeft = Math.ceil(grace / every);
       // A new open() reuses the window: this one is over unless the portal says otherwise.
       function supersede() { replaced = true; clearTimeout(timer); follow(false); }
       if (active) active();
