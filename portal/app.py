@@ -20,7 +20,12 @@ from portal import errors
 from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
-from portal.middleware import NONCE_STATE, AccessLogMiddleware, SecurityHeadersMiddleware
+from portal.middleware import (
+    NONCE_STATE,
+    AccessLogMiddleware,
+    SecurityHeadersMiddleware,
+    security_headers,
+)
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
@@ -147,4 +152,9 @@ async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     error = errors.PortalError("Something went wrong on our side.")
     error.status = 500
     error.code = "INTERNAL_ERROR"
-    return await handle_portal_error(request, error)
+    response = await handle_portal_error(request, error)
+    # This answer is sent from outside the middleware stack: add its headers here.
+    settings: Settings = request.app.state.settings
+    response.headers.update(security_headers(request.scope.setdefault("state", {}),
+                                             settings.frame_ancestors))
+    return response

@@ -40,6 +40,22 @@ def allow_form_action(state: Any, *origins: str) -> None:
     setattr(state, FORM_ACTION_STATE, (*current, *origins))
 
 
+def security_headers(state: dict[str, Any], frame_ancestors: tuple[str, ...]) -> dict[str, str]:
+    """The headers of one response, from the nonce and form targets in its request state."""
+    headers = {
+        "content-security-policy": content_security_policy(
+            nonce=state.setdefault(NONCE_STATE, secrets.token_urlsafe(18)),
+            form_action=state.get(FORM_ACTION_STATE, ()),
+            frame_ancestors=frame_ancestors,
+        ),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+    }
+    if not frame_ancestors:
+        headers["x-frame-options"] = "DENY"
+    return headers
+
+
 class SecurityHeadersMiddleware:
     """CSP with a fresh nonce per response, and the headers every portal response carries.
 
@@ -55,21 +71,12 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        nonce = secrets.token_urlsafe(18)
-        state[NONCE_STATE] = nonce
+        state[NONCE_STATE] = secrets.token_urlsafe(18)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["content-security-policy"] = content_security_policy(
-                    nonce=nonce,
-                    form_action=state.get(FORM_ACTION_STATE, ()),
-                    frame_ancestors=self.frame_ancestors,
-                )
-                headers["x-content-type-options"] = "nosniff"
-                headers["referrer-policy"] = "no-referrer"
-                if not self.frame_ancestors:
-                    headers["x-frame-options"] = "DENY"
+                headers.update(security_headers(state, self.frame_ancestors))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

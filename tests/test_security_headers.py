@@ -4,6 +4,7 @@ refused unless configured, no referrer, no sniffing, no caching of flow pages, n
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,18 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from portal.app import create_app
 from portal.settings import Settings, SettingsError
-from tests.conftest import PARTNER_ORIGIN, mint, open_page, submit
+from portal.tokens import Signer
+from tests.conftest import (
+    AUTH,
+    PARTNER_ORIGIN,
+    PORTAL_URL,
+    mint,
+    open_page,
+    submit,
+    token_body,
+)
 
 HOSTILE_CATALOG = Path(__file__).parent / "data" / "hostile_catalog.json"
 
@@ -129,3 +140,39 @@ def test_form_posted_under_no_referrer_is_accepted_but_not_from_another_site(
                                        "opener": "1"}, headers={"Origin": "null"})
     assert own.status_code == 200
     assert "Connected" in own.text
+
+
+class BrokenStore:
+    """A store with a bug in it: every call raises something unexpected."""
+
+    description = "broken"
+
+    async def create(self, session: Any, *, ttl: int) -> None:
+        raise RuntimeError("bug")
+
+    async def get(self, session_id: str) -> None:
+        raise RuntimeError("bug")
+
+    async def transition(self, session_id: str, to: Any, **changes: str) -> None:
+        raise RuntimeError("bug")
+
+    async def ping(self) -> None:
+        raise RuntimeError("bug")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_unexpected_errors_carry_the_headers_too(settings: Settings) -> None:
+    app = create_app(settings, store=BrokenStore())  # type: ignore[arg-type]
+    token = Signer(settings.secret_keys).issue_connect_token(str(uuid.uuid4()), 2**40)
+    with TestClient(app, base_url=PORTAL_URL, raise_server_exceptions=False) as client:
+        page = client.get("/connect", params={"token": token})
+        api = client.post("/api/v1/connect/token", json=token_body(), headers=AUTH)
+        for response in (page, api):
+            assert response.status_code == 500
+            assert policy(response)["default-src"] == "'none'"
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["referrer-policy"] == "no-referrer"
+        assert "INTERNAL_ERROR" in page.text
+        assert api.json()["code"] == "INTERNAL_ERROR"
