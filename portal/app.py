@@ -20,13 +20,19 @@ from portal import errors
 from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
-from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from portal.middleware import (
+    NONCE_STATE,
+    AccessLogMiddleware,
+    SecurityHeadersMiddleware,
+    security_headers,
+)
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
 from portal.tokens import Signer
 from portal.views import api, health, pages
 from portal.views.common import error_response
+from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal")
 
@@ -58,18 +64,28 @@ def create_app(
             timeout=settings.core_api_timeout,
             transport=core_transport,
         )
+        webhooks = None
+        if settings.webhook_secret:
+            webhooks = WebhookSender(
+                url=settings.webhook_url,
+                secret=settings.webhook_secret,
+                retry_delays=settings.webhook_retry_delays,
+            )
         app.state.flow = ConnectFlow(
             settings=settings,
             catalog=catalog or load_catalog(settings.catalog_paths),
             store=session_store,
             signer=Signer(settings.secret_keys),
             core=core,
+            webhooks=webhooks,
         )
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         try:
             yield
         finally:
+            if webhooks is not None:
+                await webhooks.aclose()
             await core.aclose()
             await session_store.close()
 
@@ -77,6 +93,7 @@ def create_app(
         routes=[
             Route("/api/v1/connect/token", api.create_token, methods=["POST"]),
             Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"]),
+            Route("/api/v1/connect/session/poll", api.poll_preflight, methods=["OPTIONS"]),
             Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
             Route("/api/v1/integrations", api.list_integrations, methods=["GET"]),
             Route("/api/v1/openapi.json", api.openapi, methods=["GET"]),
@@ -89,7 +106,7 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
         ],
         exception_handlers={
             errors.PortalError: handle_portal_error,
@@ -99,8 +116,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.templates = Jinja2Templates(directory=templates_dir())
+    app.state.templates = Jinja2Templates(
+        directory=templates_dir(), context_processors=[csp_nonce]
+    )
     return app
+
+
+def csp_nonce(request: Request) -> dict[str, str]:
+    """Templates mark their scripts with `nonce="{{ csp_nonce }}"`."""
+    return {"csp_nonce": getattr(request.state, NONCE_STATE, "")}
 
 
 def _wants_json(request: Request) -> bool:
@@ -128,4 +152,9 @@ async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     error = errors.PortalError("Something went wrong on our side.")
     error.status = 500
     error.code = "INTERNAL_ERROR"
-    return await handle_portal_error(request, error)
+    response = await handle_portal_error(request, error)
+    # This answer is sent from outside the middleware stack: add its headers here.
+    settings: Settings = request.app.state.settings
+    response.headers.update(security_headers(request.scope.setdefault("state", {}),
+                                             settings.frame_ancestors))
+    return response

@@ -83,7 +83,8 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     apps = [
         (create_app(settings, catalog=catalog), port),
         (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
-                            integrations=[item.name for item in catalog]), port + 1),
+                            integrations=[item.name for item in catalog],
+                            partner_url=partner_url), port + 1),
         (create_core_app(core_key), port + 2),
     ]
     servers = [
