@@ -131,7 +131,8 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
         (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
                             integrations=[item.name for item in catalog
                                           if any(option.type in CREDENTIAL_TYPES
-                                                 for option in item.auth_options)]), port + 1),
+                                                 for option in item.auth_options)],
+                            partner_url=partner_url), port + 1),
         (create_core_app(core_key), port + 2),
     ]
     servers = [

@@ -35,6 +35,7 @@ from portal.settings import Settings, origin_of
 from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
 from portal.tokens import BrowserBinding, InvalidToken, Signer
 from portal.verification import CredentialChecker, Outcome
+from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal.flow")
 T = TypeVar("T")
@@ -96,6 +97,7 @@ class ConnectFlow:
         signer: Signer,
         core: CoreApiClient,
         checker: CredentialChecker | None = None,
+        webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -104,6 +106,7 @@ class ConnectFlow:
         self.signer = signer
         self.core = core
         self.checker = checker
+        self.webhooks = webhooks
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
@@ -126,6 +129,7 @@ class ConnectFlow:
             success_redirect_uri=request.success_redirect_uri,
             error_redirect_uri=request.error_redirect_uri,
             allowed_origins=list(request.allowed_origins),
+            webhook_url=request.webhook_url,
             expires_at=now + ttl,
             created_at=now,
         )
@@ -332,7 +336,13 @@ class ConnectFlow:
             session = await self._transition(
                 session, SessionStatus.COMPLETED, connection_id=delivered.connection_id
             )
+        self._finished(session)
         return self.result(session)
+
+    def _finished(self, session: ConnectSession) -> None:
+        """A session just became final here (and only here: transitions are atomic)."""
+        if self.webhooks is not None:
+            self.webhooks.session_finished(session)
 
     def result(self, session: ConnectSession) -> ConnectResult:
         success = session.status is SessionStatus.COMPLETED
@@ -374,6 +384,16 @@ class ConnectFlow:
             if uri:
                 origins.append(origin_of(uri))
         return tuple(dict.fromkeys(origins))
+
+    def may_call_poll(self, origin: str | None) -> bool:
+        """Browsers on a partner origin may poll (and read errors); sessions stay per origin."""
+        return origin is not None and origin in self.settings.allowed_origins
+
+    @staticmethod
+    def redirect_origins(session: ConnectSession) -> tuple[str, ...]:
+        """Where a no-opener form of this session may send the browser at its end."""
+        uris = (session.success_redirect_uri, session.error_redirect_uri)
+        return tuple(dict.fromkeys(origin_of(uri) for uri in uris if uri))
 
     async def _transition(
         self, session: ConnectSession, to: SessionStatus, **changes: str

@@ -60,6 +60,8 @@ class ConnectSession:
     success_redirect_uri: str | None = None
     error_redirect_uri: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    # Where this session's final event is also sent (per token); never shown by `public()`.
+    webhook_url: str | None = None
     status: SessionStatus = SessionStatus.PENDING
     connection_id: str | None = None
     error: str | None = None

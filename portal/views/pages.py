@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.errors import PortalError, SessionClosed
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.middleware import allow_form_action
 from portal.sessions import ConnectSession, SessionStatus
 from portal.views.common import flow_of
 
@@ -22,7 +23,7 @@ async def open_link(request: Request) -> Response:
     """`GET /connect?token=…`: bind this browser to the session, then drop the token."""
     flow = flow_of(request)
     session, cookie = await flow.open(request.query_params.get("token"))
-    response = RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+    response = redirect(f"/connect/s/{session.id}")
     response.set_cookie(
         BINDING_COOKIE,
         cookie,
@@ -72,10 +73,10 @@ async def submit_session(request: Request) -> Response:
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
-        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+        return redirect(f"/connect/s/{session.id}")
     if form.get("action") == "auth_method":
         await flow.choose_auth_method(session, form.get("auth_method"))
-        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+        return redirect(f"/connect/s/{session.id}")
 
     try:
         outcome = await flow.submit_credentials(session, form)
@@ -89,8 +90,12 @@ async def submit_session(request: Request) -> Response:
             request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
         )
     if outcome.redirect_url and form.get("opener") != "1":
-        return RedirectResponse(outcome.redirect_url, status_code=303)
+        return redirect(outcome.redirect_url)
     return render_result(request, outcome)
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def render_picker(
@@ -130,6 +135,8 @@ def render_form(
     assert integration is not None
     option = flow.auth_option(session, integration)
     assert option is not None
+    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
+    allow_form_action(request.state, *flow.redirect_origins(session))
     response = render(request, "connect.html", {
         "session": session,
         "integration": integration,
@@ -139,10 +146,6 @@ def render_form(
         "values": rejected.values,
         "notice": rejected.notice,
     }, status_code=status_code)
-    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
-    response.headers["content-security-policy"] = content_security_policy(
-        form_action=("'self'", *flow.target_origins(session))
-    )
     return response
 
 
@@ -169,15 +172,3 @@ def render(
     response.headers["cache-control"] = "no-store"
     return response
 
-
-def content_security_policy(*, form_action: tuple[str, ...] = ("'self'",)) -> str:
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "form-action " + " ".join(form_action),
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ])
