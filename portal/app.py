@@ -20,6 +20,7 @@ from portal import errors
 from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
+from portal.markdown import render_markdown
 from portal.middleware import (
     NONCE_STATE,
     AccessLogMiddleware,
@@ -30,6 +31,7 @@ from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
 from portal.tokens import Signer
+from portal.verification import CredentialChecker
 from portal.views import api, health, pages
 from portal.views.common import error_response
 from portal.webhooks import WebhookSender
@@ -45,6 +47,8 @@ def create_app(
     core_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """Build the portal. `store`, `catalog` and `core_transport` are for tests and the demo."""
+    # A bad catalog stops start-up here, naming the file, the entry and the field.
+    catalog = catalog or load_catalog(settings.catalog_paths)
     if not settings.secret_keys:
         raise SettingsError("PORTAL_SECRET_KEYS is required")
     if not settings.core_api_url or not settings.core_api_key:
@@ -64,6 +68,12 @@ def create_app(
             timeout=settings.core_api_timeout,
             transport=core_transport,
         )
+        checker = CredentialChecker(
+            timeout=settings.verification_timeout,
+            allow_http_loopback=settings.allow_http_loopback,
+        )
+        if not settings.verify_credentials:
+            logger.warning("PORTAL_VERIFY_CREDENTIALS is off: credentials are saved unchecked")
         webhooks = None
         if settings.webhook_secret:
             webhooks = WebhookSender(
@@ -73,10 +83,11 @@ def create_app(
             )
         app.state.flow = ConnectFlow(
             settings=settings,
-            catalog=catalog or load_catalog(settings.catalog_paths),
+            catalog=catalog,
             store=session_store,
             signer=Signer(settings.secret_keys),
             core=core,
+            checker=checker if settings.verify_credentials else None,
             webhooks=webhooks,
         )
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
@@ -84,6 +95,7 @@ def create_app(
         try:
             yield
         finally:
+            await checker.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
             await core.aclose()
@@ -119,6 +131,7 @@ def create_app(
     app.state.templates = Jinja2Templates(
         directory=templates_dir(), context_processors=[csp_nonce]
     )
+    app.state.templates.env.filters["markdown"] = render_markdown
     return app
 
 

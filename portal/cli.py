@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import uvicorn
 
+from portal.catalog import CatalogError, load_catalog
 from portal.logs import configure_logging
 from portal.settings import Settings, SettingsError
 
@@ -29,19 +30,61 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8400,
                       help="portal port; the partner page and core API use the next two")
 
+    catalog = commands.add_parser("catalog", help="work with catalog files")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    check = catalog_commands.add_parser(
+        "check", help="validate catalog files (a file or a directory of *.json) and report"
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH")
+
     args = parser.parse_args(argv)
+    if args.command == "catalog":
+        return check_catalog(args.paths)
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level)
         if args.command == "serve":
             settings.require_production_secrets()
+            # Fail here, once and readably, rather than in every worker.
+            load_catalog(settings.catalog_paths)
             return serve_portal(settings, host=args.host, port=args.port, workers=args.workers)
         return asyncio.run(run_demo(settings, host=args.host, port=args.port))
     except SettingsError as exc:
         print(f"connect-portal: configuration error: {exc}", file=sys.stderr)
         return 2
+    except CatalogError as exc:
+        print(f"connect-portal: catalog error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0
+
+
+def check_catalog(paths: list[str]) -> int:
+    """Validate each file on its own and say what is wrong; exit 1 if anything is."""
+    from pathlib import Path
+
+    from portal.catalog import catalog_files, check_catalog, read_catalog_file
+
+    failed = False
+    for raw_path in paths:
+        try:
+            files = catalog_files(Path(raw_path))
+        except CatalogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for file in files:
+            try:
+                entries, problems = check_catalog(read_catalog_file(file), source=str(file))
+            except CatalogError as exc:
+                problems = [str(exc)]
+                entries = []
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            failed = failed or bool(problems)
+            verdict = "ok" if not problems else f"{len(problems)} problem(s)"
+            print(f"{verdict}: {file}: {len(entries)} valid integrations")
+    return 1 if failed else 0
 
 
 def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> int:
@@ -61,7 +104,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
 
 async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     from portal.app import create_app
-    from portal.catalog import load_catalog
+    from portal.credentials import CREDENTIAL_TYPES
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
 
@@ -78,12 +121,17 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
         core_api_url=settings.core_api_url or core_url,
         core_api_key=core_key,
         allowed_origins=tuple(dict.fromkeys((*settings.allowed_origins, partner_url))),
+        # Demo keys are made up, so checking them with real providers would refuse them.
+        verify_credentials=settings.verify_credentials
+        if "PORTAL_VERIFY_CREDENTIALS" in os.environ else False,
     )
     catalog = load_catalog(settings.catalog_paths)
     apps = [
         (create_app(settings, catalog=catalog), port),
         (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
-                            integrations=[item.name for item in catalog],
+                            integrations=[item.name for item in catalog
+                                          if any(option.type in CREDENTIAL_TYPES
+                                                 for option in item.auth_options)],
                             partner_url=partner_url), port + 1),
         (create_core_app(core_key), port + 2),
     ]

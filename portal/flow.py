@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from portal.catalog import AuthOption, Catalog, Integration
 from portal.connect_request import ConnectRequest
-from portal.credentials import FormResult, connection_body, read_form
+from portal.credentials import CREDENTIAL_TYPES, FormResult, connection_body, read_form
 from portal.delivery import CoreApiClient, DeliveryFailed
 from portal.errors import (
     CsrfFailed,
@@ -34,6 +34,7 @@ from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import Settings, origin_of
 from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
 from portal.tokens import BrowserBinding, InvalidToken, Signer
+from portal.verification import CredentialChecker, Outcome
 from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal.flow")
@@ -64,10 +65,26 @@ class ConnectResult:
 
 @dataclass(frozen=True)
 class FormRejected:
-    """The form had errors; nothing changed. `values` holds only non-secret input."""
+    """The form had errors; nothing changed. `values` holds only non-secret input.
+
+    `notice` is a form-wide reason, such as the provider being unreachable for the check.
+    """
 
     errors: dict[str, str]
     values: dict[str, str]
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class PickerPage:
+    """What the picker shows: every integration that can be connected here, and which of
+    them match the search (the others are rendered hidden, for instant filtering)."""
+
+    query: str
+    category: str | None
+    categories: list[str]
+    integrations: list[Integration]
+    matches: frozenset[str]
 
 
 class ConnectFlow:
@@ -79,6 +96,7 @@ class ConnectFlow:
         store: SessionStore,
         signer: Signer,
         core: CoreApiClient,
+        checker: CredentialChecker | None = None,
         webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,11 +105,13 @@ class ConnectFlow:
         self.store = store
         self.signer = signer
         self.core = core
+        self.checker = checker
         self.webhooks = webhooks
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
     async def create_session(self, request: ConnectRequest) -> IssuedToken:
+        self._check_runnable(request)
         now = int(self.clock())
         ttl = request.expires_in or self.settings.token_ttl
         session = ConnectSession(
@@ -197,18 +217,80 @@ class ConnectFlow:
         if session.integration_name is not None:
             raise SessionClosed("An integration was already chosen for this session.")
         integration = self.catalog.get(name) if isinstance(name, str) else None
-        if integration is None:
+        if integration is None or not self.runnable_options(integration):
             raise IntegrationNotFound("No such integration.")
         return await self._transition(
             session, SessionStatus.PENDING, integration_name=integration.name
         )
 
-    def auth_option(self, session: ConnectSession, integration: Integration) -> AuthOption:
-        option = integration.auth_option(session.auth_method_key)
+    def runnable_options(self, integration: Integration) -> tuple[AuthOption, ...]:
+        """The options this portal can run now (OAuth belongs to another family)."""
+        return tuple(item for item in integration.auth_options if item.type in CREDENTIAL_TYPES)
+
+    def _check_runnable(self, request: ConnectRequest) -> None:
+        if request.integration_name is None:
+            return
+        integration = self.catalog.get(request.integration_name)
+        if integration is None:
+            return  # parse_connect_request already answered INTEGRATION_NOT_FOUND
+        runnable = self.runnable_options(integration)
+        if not runnable:
+            raise ValidationFailed(
+                f"{integration.display_name} connects only by OAuth, which this portal "
+                "cannot run yet.",
+                details={"fields": {"integrationName": "The OAuth flow is not available yet."}},
+            )
+        key = request.auth_method_key
+        if key is not None and all(item.key != key for item in runnable):
+            raise ValidationFailed(
+                f"The auth method {key!r} of {integration.display_name} uses OAuth, which this "
+                "portal cannot run yet.",
+                details={"fields": {"authMethodKey": "The OAuth flow is not available yet; "
+                                    "expected one of: "
+                                    + ", ".join(item.key for item in runnable) + "."}},
+            )
+
+    def picker(self, query: str = "", category: str | None = None) -> PickerPage:
+        """Integrations the user can connect here, filtered by words and a category."""
+        words = query.lower().split()[:10]
+        categories = sorted({item.category for item in self.catalog
+                             if self.runnable_options(item)})
+        if category not in categories:
+            category = None
+        shown = [item for item in self.catalog if self.runnable_options(item)]
+        matches = set()
+        for item in shown:
+            text = f"{item.name} {item.display_name} {item.category} {item.description}".lower()
+            if (not category or item.category == category) and all(w in text for w in words):
+                matches.add(item.name)
+        return PickerPage(query=query, category=category, categories=categories,
+                          integrations=shown, matches=frozenset(matches))
+
+    def auth_option(self, session: ConnectSession, integration: Integration) -> AuthOption | None:
+        """The option to use, or None while the user has to choose among several."""
+        runnable = self.runnable_options(integration)
+        if session.auth_method_key is not None:
+            chosen = next((item for item in runnable if item.key == session.auth_method_key),
+                          None)
+            if chosen is not None:
+                return chosen
+        return runnable[0] if len(runnable) == 1 else None
+
+    async def choose_auth_method(self, session: ConnectSession, key: object) -> ConnectSession:
+        """The auth-method choice, when an integration has several and none was fixed."""
+        integration = self.integration_of(session)
+        if integration is None:
+            raise ValidationFailed("Choose an integration first.")
+        if self.auth_option(session, integration) is not None:
+            raise SessionClosed("An auth method was already chosen for this session.")
+        option = next((item for item in self.runnable_options(integration) if item.key == key),
+                      None)
         if option is None:
-            # Several options and none fixed: the first is the default until a chooser exists.
-            option = integration.auth_options[0]
-        return option
+            raise ValidationFailed("No such auth method.", details={"fields": {
+                "auth_method": "Choose one of the listed ways to connect."}})
+        return await self._transition(
+            session, SessionStatus.PENDING, auth_method_key=option.key
+        )
 
     async def submit_credentials(
         self, session: ConnectSession, form: Mapping[str, str]
@@ -217,9 +299,23 @@ class ConnectFlow:
         if integration is None:
             raise ValidationFailed("Choose an integration first.")
         option = self.auth_option(session, integration)
-        result: FormResult = read_form(option, form)
+        if option is None:
+            raise ValidationFailed("Choose how to connect first.")
+        result: FormResult = read_form(
+            option, form, allow_http_loopback=self.settings.allow_http_loopback
+        )
         if result.errors:
-            return FormRejected(errors=result.errors, values={})
+            return FormRejected(errors=result.errors, values=result.values)
+        if option.verification is not None and self.checker is not None:
+            check = await self.checker.check(option.verification, result.checked)
+            if check.outcome is Outcome.REJECTED and check.field:
+                return FormRejected(errors={check.field: "rejected"}, values=result.values)
+            if check.outcome is Outcome.UNSAFE and check.field:
+                return FormRejected(errors={check.field: f"url_{check.reason}"},
+                                    values=result.values)
+            if check.outcome is not Outcome.VALID:
+                return FormRejected(errors={}, values=result.values,
+                                    notice="provider_unavailable")
 
         session = await self._transition(session, SessionStatus.CONNECTING)
         body = connection_body(session, option, result.credentials)

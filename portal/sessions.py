@@ -33,7 +33,8 @@ class SessionStatus(StrEnum):
 
 # Which statuses each target may be reached from.
 TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
-    # PENDING → PENDING records choices made before connecting (the picker's integration).
+    # PENDING → PENDING records choices made before connecting (the picker's integration,
+    # the auth method).
     SessionStatus.PENDING: frozenset({SessionStatus.PENDING}),
     SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING}),
     SessionStatus.COMPLETED: frozenset({SessionStatus.CONNECTING}),

@@ -41,6 +41,11 @@ class Settings:
     token_ttl: int = DEFAULT_TOKEN_TTL
     log_level: str = "INFO"
     catalog_paths: tuple[str, ...] = field(default=())
+    # Credential checks against the provider before saving (the catalog's verification).
+    verify_credentials: bool = True
+    verification_timeout: float = 5.0
+    # Tests and development only: lets the SSRF guard accept plain http to loopback.
+    allow_http_loopback: bool = False
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
@@ -68,6 +73,10 @@ class Settings:
             )
         if not self.core_api_url:
             raise SettingsError("CORE_API_URL is required for `serve`")
+        if self.allow_http_loopback:
+            raise SettingsError(
+                "PORTAL_ALLOW_HTTP_LOOPBACK is for tests and development only; unset it for `serve`"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +111,10 @@ class Settings:
                                   MIN_TOKEN_TTL, MAX_TOKEN_TTL)),
             log_level=_log_level(env),
             catalog_paths=tuple(_split(env.get("PORTAL_CATALOG", ""))),
+            verify_credentials=_flag(env, "PORTAL_VERIFY_CREDENTIALS", default=True),
+            verification_timeout=_number(env, "PORTAL_VERIFY_TIMEOUT", cls.verification_timeout,
+                                         0.5, 30),
+            allow_http_loopback=_flag(env, "PORTAL_ALLOW_HTTP_LOOPBACK", default=False),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
@@ -211,6 +224,17 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _log_level(env: Mapping[str, str]) -> str:

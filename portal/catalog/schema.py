@@ -1,4 +1,9 @@
-"""The shape of a catalog entry: an integration and the ways to authenticate to it."""
+"""The shape of a catalog entry: an integration, its auth options and their fields.
+
+The vocabulary is DESIGN.md's: auth types `OAUTH2`, `PLATFORM_OAUTH2`, `SECRET_TEXT`,
+`BASIC_AUTH`, `CUSTOM_AUTH`; field types `SHORT_TEXT`, `LONG_TEXT`, `SECRET_TEXT`,
+`NUMBER`, `CHECKBOX`, `STATIC_DROPDOWN` and `MARKDOWN` help blocks.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,129 @@ class AuthType(StrEnum):
     BASIC_AUTH = "BASIC_AUTH"
     CUSTOM_AUTH = "CUSTOM_AUTH"
 
+    @property
+    def is_oauth(self) -> bool:
+        return self in {AuthType.OAUTH2, AuthType.PLATFORM_OAUTH2}
+
+
+class FieldType(StrEnum):
+    SHORT_TEXT = "SHORT_TEXT"
+    LONG_TEXT = "LONG_TEXT"
+    SECRET_TEXT = "SECRET_TEXT"
+    NUMBER = "NUMBER"
+    CHECKBOX = "CHECKBOX"
+    STATIC_DROPDOWN = "STATIC_DROPDOWN"
+    MARKDOWN = "MARKDOWN"
+
+    @property
+    def is_text(self) -> bool:
+        return self in {FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.SECRET_TEXT}
+
+
+class FieldFormat(StrEnum):
+    """Extra checks on a text field whose value names a place on the network."""
+
+    URL = "url"  # an https:// base URL, checked by the SSRF guard
+    HOSTNAME = "hostname"  # a host name or public IP address, no scheme or port
+    SUBDOMAIN = "subdomain"  # one DNS label
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Field:
+    """One input of a credential form (or a MARKDOWN help block, which has no value)."""
+
+    key: str
+    type: FieldType
+    display_name: str = ""
+    description: str = ""
+    required: bool = False
+    default_value: str | float | bool | None = None
+    placeholder: str | None = None
+    pattern: str | None = None
+    min: float | None = None  # NUMBER: smallest value; text: fewest characters
+    max: float | None = None  # NUMBER: largest value; text: most characters
+    format: FieldFormat | None = None
+    options: tuple[Choice, ...] = ()
+    markdown: str = ""
+
+    @property
+    def is_secret(self) -> bool:
+        return self.type is FieldType.SECRET_TEXT
+
+    @property
+    def is_input(self) -> bool:
+        return self.type is not FieldType.MARKDOWN
+
+    def public(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type.value}
+        if self.type is FieldType.MARKDOWN:
+            data["markdown"] = self.markdown
+            return data
+        data.update({
+            "displayName": self.display_name,
+            "description": self.description,
+            "required": self.required,
+        })
+        optional: dict[str, Any] = {
+            "defaultValue": self.default_value,
+            "placeholder": self.placeholder,
+            "pattern": self.pattern,
+            "min": self.min,
+            "max": self.max,
+            "format": self.format.value if self.format else None,
+        }
+        data.update({key: value for key, value in optional.items() if value is not None})
+        if self.options:
+            data["options"] = [{"label": item.label, "value": item.value}
+                               for item in self.options]
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    """A request that tells a valid credential from a wrong one, before it is saved.
+
+    `url`, `headers`, `body` and the basic-auth pair are templates: `{key}` is replaced
+    by the value of the field `key` (percent-encoded in the path and query).
+    """
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    basic_auth: tuple[str, str] | None = None
+    success_status: tuple[int, ...] = (200,)
+    invalid_status: tuple[int, ...] = (401, 403)
+    blame_field: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuthSettings:
+    """How the OAuth family talks to the provider; `{key}` in URLs is filled from props."""
+
+    auth_url: str
+    token_url: str
+    scope: str = ""
+    pkce: bool = False
+    authorization_method: str = "BODY"  # HEADER: client credentials as HTTP basic auth
+    extra_params: tuple[tuple[str, str], ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "authUrl": self.auth_url,
+            "tokenUrl": self.token_url,
+            "scope": self.scope,
+            "pkce": self.pkce,
+            "authorizationMethod": self.authorization_method,
+            "extraParams": dict(self.extra_params),
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuthOption:
@@ -22,8 +150,18 @@ class AuthOption:
     display_name: str
     description: str = ""
     help_url: str | None = None
-    placeholder: str | None = None
-    pattern: str | None = None
+    # SECRET_TEXT: the one field `secret_text`; BASIC_AUTH: `username` and `password`;
+    # CUSTOM_AUTH: the props, in order; OAuth: the props its URLs need (a shop, a tenant).
+    fields: tuple[Field, ...] = ()
+    verification: Verification | None = None
+    oauth: OAuthSettings | None = None
+
+    @property
+    def inputs(self) -> tuple[Field, ...]:
+        return tuple(item for item in self.fields if item.is_input)
+
+    def field(self, key: str) -> Field | None:
+        return next((item for item in self.fields if item.key == key), None)
 
     def public(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -34,6 +172,13 @@ class AuthOption:
         }
         if self.help_url:
             data["helpUrl"] = self.help_url
+        if self.type is AuthType.CUSTOM_AUTH or (self.type.is_oauth and self.fields):
+            data["props"] = {item.key: item.public() for item in self.fields}
+        elif self.fields:
+            data["fields"] = {item.key: item.public() for item in self.fields}
+        if self.oauth:
+            data["oauth"] = self.oauth.public()
+        data["verifiesCredentials"] = self.verification is not None
         return data
 
 
@@ -50,8 +195,14 @@ class Integration:
     @property
     def monogram(self) -> str:
         words = [word for word in self.display_name.replace("-", " ").split() if word]
-        letters = "".join(word[0] for word in words[:2]) or self.name[:2]
-        return letters.upper()
+        if len(words) == 1:
+            return words[0][:2].title()
+        return "".join(word[0] for word in words[:2]).upper()
+
+    @property
+    def monogram_hue(self) -> int:
+        """A stable colour per integration, so monograms are told apart at a glance."""
+        return sum(ord(char) * (index + 1) for index, char in enumerate(self.name)) % 360
 
     def auth_option(self, key: str | None) -> AuthOption | None:
         """The option named by `key`, or the only one when `key` is None."""

@@ -48,6 +48,10 @@ async def show_session(request: Request) -> Response:
         return render(request, "connecting.html", {"session": session}, status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
+    integration = flow.integration_of(session)
+    assert integration is not None
+    if flow.auth_option(session, integration) is None:
+        return render_auth_methods(request, flow, session, csrf)
     return render_form(request, flow, session, csrf, FormRejected(errors={}, values={}))
 
 
@@ -69,6 +73,9 @@ async def submit_session(request: Request) -> Response:
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
+        return redirect(f"/connect/s/{session.id}")
+    if form.get("action") == "auth_method":
+        await flow.choose_auth_method(session, form.get("auth_method"))
         return redirect(f"/connect/s/{session.id}")
 
     try:
@@ -94,10 +101,25 @@ def redirect(url: str) -> Response:
 def render_picker(
     request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
 ) -> Response:
+    query = request.query_params.get("q", "")[:100]
+    page = flow.picker(query, request.query_params.get("category") or None)
     return render(request, "picker.html", {
         "session": session,
         "csrf_token": csrf,
-        "integrations": list(flow.catalog),
+        "page": page,
+    })
+
+
+def render_auth_methods(
+    request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
+) -> Response:
+    integration = flow.integration_of(session)
+    assert integration is not None
+    return render(request, "auth_method.html", {
+        "session": session,
+        "csrf_token": csrf,
+        "integration": integration,
+        "options": flow.runnable_options(integration),
     })
 
 
@@ -112,6 +134,7 @@ def render_form(
     integration = flow.integration_of(session)
     assert integration is not None
     option = flow.auth_option(session, integration)
+    assert option is not None
     # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
     allow_form_action(request.state, *flow.redirect_origins(session))
     response = render(request, "connect.html", {
@@ -121,6 +144,7 @@ def render_form(
         "csrf_token": csrf,
         "errors": rejected.errors,
         "values": rejected.values,
+        "notice": rejected.notice,
     }, status_code=status_code)
     return response
 

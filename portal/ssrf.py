@@ -1,0 +1,275 @@
+"""The SSRF guard: every URL the portal builds from user input goes through here.
+
+Rules: `https` only (plain `http` only to a loopback address, and only when a test or
+development setting allows it); no user name or password in a URL; a host is a DNS
+name or a public IP address written the ordinary way (no `0x7f.1`, no `2130706433`);
+a placeholder in a host is one or more DNS labels; and a host must resolve only to
+public addresses. Callers connect to the address that was checked (`resolve_public`),
+so a second DNS answer cannot point the request somewhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_HOST_LENGTH = 253
+MAX_URL_LENGTH = 2048
+# Names that only mean something inside a network; never a provider's public host.
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".intranet", ".lan", ".home.arpa",
+                      ".arpa", ".corp", ".localdomain")
+_INTERNAL_NAMES = {"localhost", "localhost.localdomain", "metadata", "instance-data"}
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UnsafeUrl(ValueError):
+    """A URL or host built from user input is refused. `reason` is a short code."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True)
+class CheckedUrl:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    ip: IPAddress | None  # the literal address in the URL, if it had one
+
+
+def is_public_address(ip: IPAddress, *, allow_loopback: bool = False) -> bool:
+    """Global unicast only: refuses loopback, private, link-local (cloud metadata
+    included), CGNAT, multicast, reserved and unspecified, and the same addresses
+    hidden inside IPv4-mapped, NAT64, 6to4 or Teredo IPv6 addresses."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(embedded, allow_loopback=allow_loopback)
+    if ip.is_loopback:
+        return allow_loopback
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_unspecified
+        or ip.is_private
+    )
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def check_subdomain(value: str) -> str:
+    """One DNS label, such as a shop or account name: `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`."""
+    if not LABEL.fullmatch(value):
+        raise UnsafeUrl("subdomain")
+    return value
+
+
+def check_host(host: str, *, allow_loopback: bool = False) -> IPAddress | None:
+    """A DNS name or a literal public address; returns the address when it is literal."""
+    if not host or len(host) > MAX_HOST_LENGTH or host != host.strip():
+        raise UnsafeUrl("host")
+    if host.startswith("[") or ":" in host:
+        text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            ip6 = ipaddress.IPv6Address(text)
+        except ValueError:
+            raise UnsafeUrl("host") from None
+        if ip6.scope_id:
+            raise UnsafeUrl("host")
+        if not is_public_address(ip6, allow_loopback=allow_loopback):
+            raise UnsafeUrl("private_address")
+        return ip6
+    name = host.lower()
+    try:
+        ip = ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        if not is_public_address(ip, allow_loopback=allow_loopback):
+            raise UnsafeUrl("private_address")
+        return ip
+    labels = name.split(".")
+    # A name needs a dot and a top-level label with a letter in it: this refuses the
+    # numeric forms resolvers also accept (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`).
+    if len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels):
+        raise UnsafeUrl("host")
+    if labels[-1].isdigit() or labels[-1].startswith("0x"):
+        raise UnsafeUrl("host")
+    if name in _INTERNAL_NAMES or name.endswith(_INTERNAL_SUFFIXES):
+        raise UnsafeUrl("private_address")
+    return None
+
+
+def check_url(url: str, *, allow_http_loopback: bool = False) -> CheckedUrl:
+    """An absolute URL safe to request, before DNS: scheme, user info, host, port."""
+    if len(url) > MAX_URL_LENGTH or any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise UnsafeUrl("url")
+    if "\\" in url:
+        raise UnsafeUrl("url")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeUrl("url") from None
+    scheme = parts.scheme.lower()
+    if scheme not in {"https", "http"}:
+        raise UnsafeUrl("scheme")
+    if "@" in parts.netloc:
+        raise UnsafeUrl("userinfo")
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    if not parts.hostname or not host:
+        raise UnsafeUrl("host")
+    ip = check_host(host, allow_loopback=allow_http_loopback)
+    if scheme == "http" and not (allow_http_loopback and ip is not None and ip.is_loopback):
+        raise UnsafeUrl("scheme")
+    if port == 0:
+        raise UnsafeUrl("port")
+    return CheckedUrl(
+        url=url,
+        scheme=scheme,
+        host=parts.hostname,
+        port=port or (443 if scheme == "https" else 80),
+        ip=ip,
+    )
+
+
+def check_base_url(value: str, *, allow_http_loopback: bool = False) -> str:
+    """A base URL typed by a user (a self-hosted instance): origin and optional path."""
+    checked = check_url(value, allow_http_loopback=allow_http_loopback)
+    parts = urlsplit(checked.url)
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise UnsafeUrl("url")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class UrlTemplate:
+    """Where a URL template's placeholders sit: the whole base, in the host, or after it."""
+
+    template: str
+    base: str | None
+    host_keys: frozenset[str]
+    other_keys: frozenset[str]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return self.host_keys | self.other_keys | ({self.base} if self.base else set())
+
+
+def parse_template(template: str) -> UrlTemplate:
+    """Raises ValueError with a reason when the template itself is malformed."""
+    base = None
+    rest = template
+    lead = re.match(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}", template)
+    if lead:
+        base = lead.group(1)
+        rest = template[lead.end():]
+        if rest and not rest.startswith("/"):
+            raise ValueError("a base-URL placeholder must be followed by a path starting with /")
+        authority = ""
+        after = rest
+    else:
+        match = re.match(r"^(https?)://([^/?#]*)(.*)$", template)
+        if not match:
+            raise ValueError("must start with https:// or a base-URL placeholder like {baseUrl}")
+        authority, after = match.group(2), match.group(3)
+        if "@" in authority:
+            raise ValueError("must not contain a user name or password")
+    host_keys = frozenset(PLACEHOLDER.findall(authority))
+    other_keys = frozenset(PLACEHOLDER.findall(after))
+    return UrlTemplate(template=template, base=base, host_keys=host_keys, other_keys=other_keys)
+
+
+def expand_url(
+    template: str,
+    values: Mapping[str, str],
+    *,
+    allow_http_loopback: bool = False,
+) -> CheckedUrl:
+    """Fill a URL template from validated values, then check the result.
+
+    A base-URL placeholder must hold a safe base URL, a host placeholder one or more
+    DNS labels; anything after the host is percent-encoded. UnsafeUrl names the field.
+    """
+    shape = parse_template(template)
+
+    def host_value(key: str) -> str:
+        value = values.get(key, "").lower()
+        if not value or not all(LABEL.fullmatch(label) for label in value.split(".")):
+            raise UnsafeUrl("subdomain", key)
+        return value
+
+    def fill(text: str, convert: Callable[[str], str]) -> str:
+        return PLACEHOLDER.sub(lambda match: convert(match.group(1)), text)
+
+    if shape.base is not None:
+        key = shape.base
+        try:
+            base = check_base_url(values.get(key, ""), allow_http_loopback=allow_http_loopback)
+        except UnsafeUrl as exc:
+            raise UnsafeUrl(exc.reason, key) from None
+        url = base + fill(template[len(key) + 2:], lambda k: quote(values.get(k, ""), safe=""))
+    else:
+        scheme, _, remainder = template.partition("://")
+        split = re.search(r"[/?#]", remainder)
+        authority = remainder[:split.start()] if split else remainder
+        after = remainder[split.start():] if split else ""
+        url = (scheme + "://" + fill(authority, host_value)
+               + fill(after, lambda k: quote(values.get(k, ""), safe="")))
+    try:
+        return check_url(url, allow_http_loopback=allow_http_loopback)
+    except UnsafeUrl as exc:
+        blamed = shape.base or next(iter(sorted(shape.host_keys)), None)
+        raise UnsafeUrl(exc.reason, blamed) from None
+
+
+Lookup = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def resolve_public(
+    host: str, port: int, *, allow_loopback: bool = False, lookup: Lookup = system_lookup
+) -> list[IPAddress]:
+    """Every address `host` resolves to, refused unless all of them are public."""
+    try:
+        answers = await lookup(host, port)
+    except (OSError, UnicodeError):
+        raise UnsafeUrl("unresolvable") from None
+    addresses: list[IPAddress] = []
+    for answer in answers:
+        try:
+            address = ipaddress.ip_address(answer.split("%")[0])
+        except ValueError:
+            raise UnsafeUrl("unresolvable") from None
+        if not is_public_address(address, allow_loopback=allow_loopback):
+            raise UnsafeUrl("private_address")
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnsafeUrl("unresolvable")
+    return addresses
