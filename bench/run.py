@@ -418,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     } for name in ("lookup", "poll")}
     report = {
         "started_at": started_at.isoformat(timespec="seconds"),
-        "command": "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join([_shown(Path(sys.executable)), "bench/run.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -476,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['fields']} fields ({verdict} the {TARGET_SESSION_BYTES} B target)")
     print(f"\nwritten to {path.relative_to(REPOSITORY)}")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when it is inside it (as a README would show it)."""
+    try:
+        return str(path.relative_to(REPOSITORY))
+    except ValueError:
+        return str(path)
 
 
 def store_version(url: str) -> str:
