@@ -128,9 +128,13 @@ class OAuthSettings:
     auth_url: str
     token_url: str
     scope: str = ""
-    pkce: bool = False
+    pkce: bool = True
     authorization_method: str = "BODY"  # HEADER: client credentials as HTTP basic auth
     extra_params: tuple[tuple[str, str], ...] = ()
+    # RFC 9207: the provider's issuer identifier (default: the origin of `auth_url`), and
+    # whether it always sends `iss` in the authorization response.
+    issuer: str | None = None
+    iss_parameter_supported: bool = False
 
     def public(self) -> dict[str, Any]:
         return {

@@ -125,6 +125,11 @@ def render_form(
     assert integration is not None
     option = flow.auth_option(session, integration)
     assert option is not None
+    if option.type.is_oauth:
+        from portal.views.oauth import render_start
+
+        return render_start(request, flow, session, integration, option, csrf, rejected,
+                            status_code)
     response = render(request, "connect.html", {
         "session": session,
         "integration": integration,
