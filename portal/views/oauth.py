@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.catalog import AuthOption, Integration
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
-from portal.oauth_flow import CALLBACK_PATH, STATE_TTL, OAuthFlow
+from portal.oauth_flow import STATE_TTL, OAuthFlow
 from portal.sessions import ConnectSession
 from portal.views.common import flow_of, json_response, read_json, require_api_key
 from portal.views.pages import (
@@ -81,7 +81,8 @@ async def start(request: Request) -> Response:
         BROWSER_COOKIE,
         outcome.browser_id,
         max_age=STATE_TTL,
-        path=CALLBACK_PATH,
+        # Sent to the start too, so flows started side by side in one browser share it.
+        path="/",
         secure=flow.settings.secure_cookies,
         httponly=True,
         samesite="lax",  # sent on the provider's top-level redirect back to us
