@@ -353,3 +353,33 @@ def _redis_text(redis_url: str, prefix: str) -> str:
         parts.append(f"{key} {json.dumps(value)}")
     client.close()
     return "\n".join(parts)
+
+
+def test_openapi_describes_the_refresh_service(portal: TestClient) -> None:
+    document = portal.get("/api/v1/openapi.json").json()
+    refresh = document["paths"]["/api/v1/oauth/refresh"]["post"]
+    assert refresh["requestBody"]["content"]["application/json"]["schema"]["required"] == [
+        "integrationName", "refreshToken"]
+    assert {"REFRESH_FAILED", "NO_OAUTH_APP"} <= set(
+        document["components"]["schemas"]["Error"]["properties"]["code"]["enum"])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not json", "not valid JSON"),
+    ('{"slack": {}}', 'expected an object with an "apps" object'),
+    ('{"apps": {"slack": {"clientId": "id"}}}',
+     "apps.slack: needs exactly a non-empty clientId and clientSecret"),
+    ('{"apps": {"slack": {"clientId": "id", "clientSecret": "  "}}}',
+     "apps.slack: needs exactly a non-empty clientId and clientSecret"),
+])
+def test_a_bad_oauth_apps_file_stops_the_start_naming_the_entry(
+    make_client: Any, tmp_path: Path, content: str, message: str
+) -> None:
+    from portal.settings import SettingsError
+
+    path = tmp_path / "apps.json"
+    path.write_text(content)
+    with pytest.raises(SettingsError) as raised:
+        make_client(oauth_apps_file=str(path))
+    assert message in str(raised.value)
+    assert "PORTAL_OAUTH_APPS" in str(raised.value)
