@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from authlib.common.urls import url_decode  # type: ignore[import-untyped]
 from authlib.integrations.base_client.errors import (  # type: ignore[import-untyped]
     OAuthError,
 )
@@ -131,7 +132,8 @@ class ProviderClient:
     def _client(self, settings: OAuthSettings, app: ClientApp) -> Any:
         method = ("client_secret_basic" if settings.authorization_method == "HEADER"
                   else "client_secret_post")
-        return AsyncOAuth2Client(
+        kind = _JsonTokenClient if settings.token_request_format == "JSON" else AsyncOAuth2Client
+        return kind(
             client_id=app.client_id,
             client_secret=app.client_secret,
             token_endpoint_auth_method=method,
@@ -232,6 +234,36 @@ class ProviderClient:
                 "not_json", "The provider gave an answer that could not be read."
             ) from None
         return _token_set(dict(answer), settings.scope, host, what)
+
+
+class _JsonTokenClient(AsyncOAuth2Client):  # type: ignore[misc]
+    """For providers whose token endpoint takes a JSON body instead of a form."""
+
+    async def _fetch_token(self, url: str, body: str = "", headers: Any = None,
+                           auth: Any = None, method: str = "POST", **kwargs: Any) -> Any:
+        response = await self._post_json(url, body, headers, auth, **kwargs)
+        for hook in self.compliance_hook["access_token_response"]:
+            response = hook(response)
+        return self.parse_response_token(response)
+
+    async def _refresh_token(self, url: str, refresh_token: str | None = None, body: str = "",
+                             headers: Any = None, auth: Any = None, **kwargs: Any) -> Any:
+        response = await self._post_json(url, body, headers, auth, **kwargs)
+        for hook in self.compliance_hook["refresh_token_response"]:
+            response = hook(response)
+        return self.parse_response_token(response)
+
+    async def _post_json(self, url: str, body: str, headers: Any, auth: Any,
+                         **kwargs: Any) -> httpx.Response:
+        payload = dict(url_decode(body))
+        if self.token_endpoint_auth_method == "client_secret_post":
+            # Client credentials go inside the JSON object, not appended as a form.
+            payload.update(client_id=self.client_id, client_secret=self.client_secret)
+            auth = None
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+        response: httpx.Response = await self.post(url, json=payload, headers=headers,
+                                                   auth=auth, **kwargs)
+        return response
 
 
 def _token_set(answer: dict[str, Any], requested_scope: str, host: str | None,

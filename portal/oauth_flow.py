@@ -50,7 +50,7 @@ from portal.oauth import (
     new_verifier,
 )
 from portal.oauth_apps import AppChoice, OAuthApps
-from portal.sessions import ConnectSession
+from portal.sessions import ConnectSession, SessionStatus
 from portal.store import StoreUnavailable
 from portal.store.oauth_state import OAuthStateStore
 
@@ -153,6 +153,9 @@ class OAuthFlow:
     ) -> Started | FormRejected | ConnectResult:
         """Validate props, pick the app, keep the state; a ConnectResult when the session
         failed for good (no OAuth app)."""
+        if session.status is not SessionStatus.PENDING:
+            raise SessionClosed(f"This connect session is already {session.status.value.lower()}.",
+                                details={"status": session.status.value})
         integration, option = self._option_of(session)
         settings = _oauth(option)
         props, rejected = self._read_props(option, form)

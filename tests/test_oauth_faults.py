@@ -7,6 +7,7 @@ parameters, scope from the token, provider fields in `data`); hostile shop names
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,13 @@ HOSTILE_DESCRIPTION = '<script>alert("x")</script><b>bad</b>'
 def fake_provider() -> Starlette:
     """A token endpoint whose answer `app.state.mode` chooses; it records each request."""
     async def token(request: Request) -> Response:
-        form = dict(await request.form())
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            form = await request.json()
+        else:
+            form = dict(await request.form())
         request.app.state.requests.append({"path": request.url.path, "form": form,
+                                           "content_type": content_type,
                                            "authorization": request.headers.get("authorization")})
         mode = request.app.state.mode
         if mode == "slow":
@@ -86,6 +92,13 @@ def entries(url: str) -> list[dict[str, Any]]:
         entry("fakeshop", authUrl=f"{url}/{{shop}}/authorize", tokenUrl=f"{url}/{{shop}}/token",
               props={"shop": {"type": "SHORT_TEXT", "displayName": "Shop", "required": True,
                               "format": "subdomain"}}),
+        entry("fakejson", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token",
+              tokenRequestFormat="JSON"),
+        entry("fakejsonbasic", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token",
+              tokenRequestFormat="JSON", authorizationMethod="HEADER"),
+        {**entry("fakeplatform", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token"),
+         "authOptions": [{"key": "oauth2", "type": "PLATFORM_OAUTH2", "displayName": "Sign in",
+                          "authUrl": f"{url}/authorize", "tokenUrl": f"{url}/token"}]},
     ]
 
 
@@ -95,16 +108,18 @@ def portal(make_client: Any, provider: tuple[str, Starlette], tmp_path: Path) ->
     catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
     apps = tmp_path / "apps.json"
     app = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
-    apps.write_text(json.dumps({"apps": {"fake": app, "fakeshop": app, "shopify": app,
-                                         "gmail": app, "notion": app}}))
+    apps.write_text(json.dumps({"apps": {
+        name: app for name in ("fake", "fakeshop", "fakejson", "fakejsonbasic", "fakeplatform",
+                               "shopify", "gmail", "notion", "salesforce")}}))
     client: TestClient = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
                                      allow_http_loopback=True, oauth_timeout=0.5)
     return client
 
 
-def start(portal: TestClient, integration: str = "fake", **fields: str
-          ) -> tuple[str, str, TestClient, Any]:
-    answer = mint(portal, integrationName=integration, authMethodKey="oauth2")
+def start(portal: TestClient, integration: str = "fake", mint_args: dict[str, str] | None = None,
+          **fields: str) -> tuple[str, str, TestClient, Any]:
+    answer = mint(portal, integrationName=integration, authMethodKey="oauth2",
+                  **(mint_args or {}))
     page_path, csrf = open_page(portal, answer["token"])
     pressed = portal.post(f"{page_path}/oauth", data={"csrf_token": csrf, **fields},
                           headers={"Origin": PORTAL_URL})
@@ -261,3 +276,96 @@ def test_two_flows_of_one_session_redeem_one_code(
     assert refused.status_code == 409
     assert [r["form"]["code"] for r in fake.state.requests] == ["c-5"]
     assert len(received(core_app)) == 1
+
+
+@pytest.mark.parametrize(("integration", "basic"), [("fakejson", False),
+                                                    ("fakejsonbasic", True)])
+def test_a_json_token_request_for_providers_that_need_one(
+    portal: TestClient, fake: Starlette, core_app: Starlette, integration: str, basic: bool
+) -> None:
+    session_id, _, _, pressed = start(portal, integration)
+    callback(portal, pressed, code="c-7")
+    [request] = fake.state.requests
+    assert request["content_type"] == "application/json"
+    assert request["form"]["code"] == "c-7"
+    assert request["form"]["grant_type"] == "authorization_code"
+    if basic:
+        assert request["authorization"].startswith("Basic ")
+        assert "client_secret" not in request["form"]
+    else:
+        assert request["authorization"] is None
+        assert (request["form"]["client_id"], request["form"]["client_secret"]) == (
+            CLIENT_ID, CLIENT_SECRET)
+    assert session_of(portal, session_id)["status"] == "COMPLETED"
+
+
+def test_a_wrong_iss_redeems_nothing_anywhere(portal: TestClient, fake: Starlette) -> None:
+    session_id, _, _, pressed = start(portal)
+    callback(portal, pressed, code="c-8", iss="https://other-provider.example")
+    assert session_of(portal, session_id)["errorCode"] == "OAUTH_ERROR"
+    assert fake.state.requests == []
+
+
+def test_platform_oauth2_always_uses_the_platforms_app(
+    portal: TestClient, core_app: Starlette
+) -> None:
+    core_app.state.oauth_apps["app-1"] = {"integrationName": "fakeplatform",
+                                          "clientId": "customer", "clientSecret": "c-secret"}
+    _, _, _, pressed = start(portal, "fakeplatform",
+                             {"oauthAppMode": "custom", "oauthAppId": "app-1"})
+    assert parse_qs(urlsplit(pressed.headers["location"]).query)["client_id"] == [CLIENT_ID]
+    assert core_app.state.oauth_app_requests == []
+
+
+def test_a_customers_app_is_fetched_once_and_kept_briefly(
+    portal: TestClient, fake: Starlette, core_app: Starlette
+) -> None:
+    core_app.state.oauth_apps["app-2"] = {"integrationName": "fake",
+                                          "clientId": "customer-2", "clientSecret": "c2-secret"}
+    custom = {"oauthAppMode": "custom", "oauthAppId": "app-2"}
+    for _ in range(2):
+        _, _, _, pressed = start(portal, "fake", custom)
+        callback(portal, pressed, code="c-9")
+    assert core_app.state.oauth_app_requests == ["app-2"]
+    assert [r["authorization"] for r in fake.state.requests] == [
+        "Basic " + base64.b64encode(b"customer-2:c2-secret").decode()] * 2
+    assert [c["body"]["oauthAppId"] for c in received(core_app)] == ["app-2", "app-2"]
+
+
+def test_refresh_uses_the_props_for_the_token_url_and_checks_them(
+    portal: TestClient, fake: Starlette
+) -> None:
+    refreshed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "fakeshop", "refreshToken": "r-1", "props": {"shop": "acme"}})
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["data"] == {"instance_url": "https://acme.my.salesforce.example",
+                                        "workspace_id": "ws-9"}
+    [request] = fake.state.requests
+    assert request["path"] == "/acme/token"
+    assert request["form"]["grant_type"] == "refresh_token"
+    assert request["form"]["refresh_token"] == "r-1"
+    for shop in ("evil.com#", "127.0.0.1", "a@b"):
+        hostile = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+            "integrationName": "fakeshop", "refreshToken": "r-1", "props": {"shop": shop}})
+        assert hostile.status_code == 400
+        assert "props.shop" in hostile.json()["details"]["fields"]
+    assert len(fake.state.requests) == 1
+
+
+def test_refresh_when_the_provider_fails_is_a_502(portal: TestClient, fake: Starlette) -> None:
+    fake.state.mode = "5xx"
+    failed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "fake", "refreshToken": "r-2"})
+    assert failed.status_code == 502
+    assert failed.json()["code"] == "REFRESH_FAILED"
+    assert failed.json()["details"]["reason"] == "status_502"
+
+
+def test_salesforce_signs_in_at_production_or_a_sandbox(portal: TestClient) -> None:
+    page_path = open_page(portal, mint(portal, integrationName="salesforce")["token"])[0]
+    assert 'id="field-environment"' in portal.get(page_path).text
+    for environment, host in (("login", "login.salesforce.com"), ("test", "test.salesforce.com")):
+        _, _, _, pressed = start(portal, "salesforce", environment=environment)
+        assert urlsplit(pressed.headers["location"]).netloc == host
+    _, _, _, refused = start(portal, "salesforce", environment="evil.example")
+    assert refused.status_code == 400 and 'id="field-environment-error"' in refused.text

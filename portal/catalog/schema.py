@@ -135,6 +135,7 @@ class OAuthSettings:
     # whether it always sends `iss` in the authorization response.
     issuer: str | None = None
     iss_parameter_supported: bool = False
+    token_request_format: str = "FORM"  # JSON: the token request body is a JSON object
 
     def public(self) -> dict[str, Any]:
         return {

@@ -65,6 +65,7 @@ def create_core_app(api_key: str) -> Starlette:
         if not authorized(request):
             return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
         app_id = request.path_params["app_id"]
+        request.app.state.oauth_app_requests.append(app_id)
         found = oauth_apps.get(app_id)
         if found is None:
             return JSONResponse({"error": "No such OAuth app", "code": "NOT_FOUND"}, 404)
@@ -86,6 +87,7 @@ def create_core_app(api_key: str) -> Starlette:
     ])
     app.state.connections = connections
     app.state.oauth_apps = oauth_apps
+    app.state.oauth_app_requests = []
     return app
 
 
