@@ -21,6 +21,12 @@ from authlib.common.urls import url_decode  # type: ignore[import-untyped]
 from authlib.integrations.base_client.errors import (  # type: ignore[import-untyped]
     OAuthError,
 )
+from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
+    prepare_grant_uri,
+)
+from authlib.oauth2.rfc7636 import (  # type: ignore[import-untyped]
+    create_s256_code_challenge,
+)
 
 with warnings.catch_warnings():
     # Authlib 1.9 would rather use the httpx2 fork; the portal uses httpx throughout.
@@ -137,7 +143,6 @@ class ProviderClient:
             client_id=app.client_id,
             client_secret=app.client_secret,
             token_endpoint_auth_method=method,
-            code_challenge_method="S256" if settings.pkce else None,
             timeout=self._timeout,
             follow_redirects=False,
             trust_env=False,
@@ -145,8 +150,8 @@ class ProviderClient:
             headers={"User-Agent": "connect-portal"},
         )
 
+    @staticmethod
     def authorization_url(
-        self,
         settings: OAuthSettings,
         endpoints: Endpoints,
         app: ClientApp,
@@ -155,15 +160,17 @@ class ProviderClient:
         state: str,
         verifier: str | None,
     ) -> str:
-        client = self._client(settings, app)
         params: dict[str, str] = dict(settings.extra_params)
         if settings.scope:
             params["scope"] = settings.scope
-        url, _ = client.create_authorization_url(
-            endpoints.auth_url, state=state, code_verifier=verifier,
-            redirect_uri=redirect_uri, **params,
+        if verifier is not None:
+            params["code_challenge"] = create_s256_code_challenge(verifier)
+            params["code_challenge_method"] = "S256"
+        url: str = prepare_grant_uri(
+            endpoints.auth_url, client_id=app.client_id, response_type="code",
+            redirect_uri=redirect_uri, state=state, **params,
         )
-        return str(url)
+        return url
 
     async def exchange_code(
         self,
