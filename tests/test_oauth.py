@@ -383,3 +383,15 @@ def test_a_bad_oauth_apps_file_stops_the_start_naming_the_entry(
         make_client(oauth_apps_file=str(path))
     assert message in str(raised.value)
     assert "PORTAL_OAUTH_APPS" in str(raised.value)
+
+
+def test_oauth_settings_come_from_the_environment() -> None:
+    from portal.settings import Settings, SettingsError
+
+    settings = Settings.from_env({"PORTAL_OAUTH_APPS": "/etc/portal/oauth-apps.json",
+                                  "PORTAL_OAUTH_TIMEOUT": "4"})
+    assert (settings.oauth_apps_file, settings.oauth_timeout) == (
+        "/etc/portal/oauth-apps.json", 4.0)
+    assert Settings.from_env({}).oauth_apps_file is None
+    with pytest.raises(SettingsError, match="PORTAL_OAUTH_TIMEOUT must be between"):
+        Settings.from_env({"PORTAL_OAUTH_TIMEOUT": "600"})
