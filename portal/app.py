@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -22,7 +22,7 @@ from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
-from portal.oauth import ProviderClient
+from portal.oauth import ClientApp, ProviderClient
 from portal.oauth_apps import OAuthApps, load_platform_apps
 from portal.oauth_flow import OAuthFlow
 from portal.resources import static_dir, templates_dir
@@ -44,15 +44,17 @@ def create_app(
     catalog: Catalog | None = None,
     core_transport: httpx.AsyncBaseTransport | None = None,
     oauth_transport: httpx.AsyncBaseTransport | None = None,
+    oauth_apps: Mapping[str, ClientApp] | None = None,
 ) -> Starlette:
-    """Build the portal. `store`, `catalog` and the transports are for tests and the demo."""
+    """Build the portal. `store`, `catalog`, the transports and `oauth_apps` (platform apps
+    besides PORTAL_OAUTH_APPS) are for tests and the demo."""
     # A bad catalog stops start-up here, naming the file, the entry and the field.
     catalog = catalog or load_catalog(settings.catalog_paths)
     if not settings.secret_keys:
         raise SettingsError("PORTAL_SECRET_KEYS is required")
     if not settings.core_api_url or not settings.core_api_key:
         raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
-    platform_apps = load_platform_apps(settings.oauth_apps_file)
+    platform_apps = {**load_platform_apps(settings.oauth_apps_file), **(oauth_apps or {})}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
