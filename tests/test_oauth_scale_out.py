@@ -126,3 +126,38 @@ def test_a_flow_started_on_one_process_finishes_on_the_other(
     assert "GET /oauth/callback 303" in logs
     for secret in (code, body["accessToken"], body["refreshToken"], BASIC.client_secret):
         assert secret not in logs
+
+
+def test_the_same_callback_on_both_processes_at_once_redeems_one_code(
+    two_portals: dict[str, str], core_app: Starlette
+) -> None:
+    a, b = two_portals["a"], two_portals["b"]
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        answer = browser.post(f"{a}/api/v1/connect/token", headers=AUTH, json={
+            "integrationName": "testid-post", "connectionName": "c", "externalId": "e",
+            "workspaceId": "w"}).json()
+        page_path = browser.get(answer["connectUrl"]).headers["location"]
+        page = browser.get(f"{a}{page_path}").text
+        marker = 'name="csrf_token" value="'
+        csrf = page[page.index(marker) + len(marker):].split('"', 1)[0]
+        pressed = browser.post(f"{a}{page_path}/oauth", data={"csrf_token": csrf},
+                               headers={"Origin": a})
+        back = sign_in(browser, pressed.headers["location"], stop_at=f"{a}/oauth/callback")
+        cookies = {c.name: c.value or "" for c in browser.cookies.jar if c.name == "portal_oauth"}
+
+    statuses: list[int] = []
+    start_together = threading.Barrier(2)
+
+    def call(url: str) -> None:
+        with httpx.Client(follow_redirects=False, timeout=10, cookies=cookies) as client:
+            start_together.wait()
+            statuses.append(client.get(url).status_code)
+
+    threads = [threading.Thread(target=call, args=(url,))
+               for url in (back, back.replace(a, b, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [303, 400]
+    assert len(received(core_app)) == 1
