@@ -21,7 +21,12 @@ from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
-from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from portal.middleware import (
+    NONCE_STATE,
+    AccessLogMiddleware,
+    SecurityHeadersMiddleware,
+    security_headers,
+)
 from portal.oauth import ClientApp, ProviderClient
 from portal.oauth_apps import OAuthApps, load_platform_apps
 from portal.oauth_flow import OAuthFlow
@@ -33,6 +38,7 @@ from portal.tokens import Signer
 from portal.verification import CredentialChecker
 from portal.views import api, health, oauth, pages
 from portal.views.common import error_response
+from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal")
 
@@ -76,6 +82,13 @@ def create_app(
         )
         if not settings.verify_credentials:
             logger.warning("PORTAL_VERIFY_CREDENTIALS is off: credentials are saved unchecked")
+        webhooks = None
+        if settings.webhook_secret:
+            webhooks = WebhookSender(
+                url=settings.webhook_url,
+                secret=settings.webhook_secret,
+                retry_delays=settings.webhook_retry_delays,
+            )
         app.state.flow = ConnectFlow(
             settings=settings,
             catalog=catalog,
@@ -83,6 +96,7 @@ def create_app(
             signer=Signer(settings.secret_keys),
             core=core,
             checker=checker if settings.verify_credentials else None,
+            webhooks=webhooks,
         )
         oauth_states = open_state_store(settings.redis_url, prefix=settings.redis_prefix)
         app.state.oauth = OAuthFlow(
@@ -98,6 +112,8 @@ def create_app(
         finally:
             await oauth_states.close()
             await checker.aclose()
+            if webhooks is not None:
+                await webhooks.aclose()
             await core.aclose()
             await session_store.close()
 
@@ -105,6 +121,7 @@ def create_app(
         routes=[
             Route("/api/v1/connect/token", api.create_token, methods=["POST"]),
             Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"]),
+            Route("/api/v1/connect/session/poll", api.poll_preflight, methods=["OPTIONS"]),
             Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
             Route("/api/v1/integrations", api.list_integrations, methods=["GET"]),
             Route("/api/v1/openapi.json", api.openapi, methods=["GET"]),
@@ -120,7 +137,7 @@ def create_app(
         ],
         middleware=[
             Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
         ],
         exception_handlers={
             errors.PortalError: handle_portal_error,
@@ -130,9 +147,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.templates = Jinja2Templates(directory=templates_dir())
+    app.state.templates = Jinja2Templates(
+        directory=templates_dir(), context_processors=[csp_nonce]
+    )
     app.state.templates.env.filters["markdown"] = render_markdown
     return app
+
+
+def csp_nonce(request: Request) -> dict[str, str]:
+    """Templates mark their scripts with `nonce="{{ csp_nonce }}"`."""
+    return {"csp_nonce": getattr(request.state, NONCE_STATE, "")}
 
 
 def _wants_json(request: Request) -> bool:
@@ -160,4 +184,9 @@ async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     error = errors.PortalError("Something went wrong on our side.")
     error.status = 500
     error.code = "INTERNAL_ERROR"
-    return await handle_portal_error(request, error)
+    response = await handle_portal_error(request, error)
+    # This answer is sent from outside the middleware stack: add its headers here.
+    settings: Settings = request.app.state.settings
+    response.headers.update(security_headers(request.scope.setdefault("state", {}),
+                                             settings.frame_ancestors))
+    return response

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import uvicorn
 
+from portal.catalog import CatalogError, load_catalog
 from portal.logs import configure_logging
 from portal.settings import Settings, SettingsError
 
@@ -44,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if args.command == "serve":
             settings.require_production_secrets()
+            # Fail here, once and readably, rather than in every worker.
+            load_catalog(settings.catalog_paths)
             return serve_portal(settings, host=args.host, port=args.port, workers=args.workers)
         return asyncio.run(run_demo(settings, host=args.host, port=args.port))
     except SettingsError as exc:
         print(f"connect-portal: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CatalogError as exc:
+        print(f"connect-portal: catalog error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
@@ -57,7 +63,7 @@ def check_catalog(paths: list[str]) -> int:
     """Validate each file on its own and say what is wrong; exit 1 if anything is."""
     from pathlib import Path
 
-    from portal.catalog import CatalogError, catalog_files, check_catalog, read_catalog_file
+    from portal.catalog import catalog_files, check_catalog, read_catalog_file
 
     failed = False
     for raw_path in paths:
@@ -98,7 +104,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
 
 async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     from portal.app import create_app
-    from portal.catalog import Catalog, load_catalog
+    from portal.catalog import Catalog
     from portal.credentials import CREDENTIAL_TYPES
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
@@ -135,8 +141,8 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
                             integrations=[item.name for item in catalog
                                           if any(option.type in CREDENTIAL_TYPES
                                                  for option in item.auth_options)
-                                          or item.name == SANDBOX_INTEGRATION]),
-         port + 1),
+                                          or item.name == SANDBOX_INTEGRATION],
+                            partner_url=partner_url), port + 1),
         (create_core_app(core_key), port + 2),
     ]
     if sandbox is not None:

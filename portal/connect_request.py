@@ -24,7 +24,7 @@ _OPTIONAL_ID_FIELDS = ("endUserId", "workspaceIntegrationId", "authMethodKey", "
 _KNOWN_FIELDS = frozenset(
     {
         "integrationName", *_ID_FIELDS, *_OPTIONAL_ID_FIELDS, "scope", "oauthAppMode",
-        "successRedirectUri", "errorRedirectUri", "allowedOrigins", "expiresIn",
+        "successRedirectUri", "errorRedirectUri", "allowedOrigins", "expiresIn", "webhookUrl",
     }
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -46,6 +46,7 @@ class ConnectRequest:
     error_redirect_uri: str | None = None
     allowed_origins: tuple[str, ...] = ()
     expires_in: int | None = None
+    webhook_url: str | None = None
 
 
 def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) -> ConnectRequest:
@@ -69,6 +70,7 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
     allowed_origins = _allowed_origins(body, settings, errors)
     success_uri = _redirect_uri(body, "successRedirectUri", settings, errors)
     error_uri = _redirect_uri(body, "errorRedirectUri", settings, errors)
+    webhook_url = _webhook_url(body, settings, errors)
     expires_in = _expires_in(body, errors)
 
     if errors:
@@ -107,6 +109,7 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
         error_redirect_uri=error_uri,
         allowed_origins=allowed_origins,
         expires_in=expires_in,
+        webhook_url=webhook_url,
     )
 
 
@@ -188,6 +191,16 @@ def _redirect_uri(body: dict[str, Any], name: str, settings: Settings, errors: d
         errors[name] = "Must not contain a fragment."
         return None
     return value
+
+
+def _webhook_url(body: dict[str, Any], settings: Settings, errors: dict[str, str]
+                 ) -> str | None:
+    if body.get("webhookUrl") is None:
+        return None
+    if not settings.webhook_secret:
+        errors["webhookUrl"] = "Webhooks are not enabled on this portal (PORTAL_WEBHOOK_SECRET)."
+        return None
+    return _redirect_uri(body, "webhookUrl", settings, errors)
 
 
 def _exact_origin(value: str, *, allow_path: bool = False) -> str | None:

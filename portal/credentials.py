@@ -51,7 +51,8 @@ def read_form(
     for item in option.inputs:
         raw = form.get(item.key)
         if not item.is_secret and item.type is not FieldType.CHECKBOX and raw is not None:
-            result.values[item.key] = raw[:MAX_TEXT_LENGTH]
+            keep = MAX_LONG_TEXT_LENGTH if item.type is FieldType.LONG_TEXT else MAX_TEXT_LENGTH
+            result.values[item.key] = raw[:keep]
         if item.type is FieldType.CHECKBOX:
             result.values[item.key] = "on" if (raw or "").lower() in _TRUE else ""
         try:

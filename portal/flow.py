@@ -35,6 +35,7 @@ from portal.settings import Settings, origin_of
 from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
 from portal.tokens import BrowserBinding, InvalidToken, Signer
 from portal.verification import CredentialChecker, Outcome
+from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal.flow")
 T = TypeVar("T")
@@ -96,6 +97,7 @@ class ConnectFlow:
         signer: Signer,
         core: CoreApiClient,
         checker: CredentialChecker | None = None,
+        webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -104,6 +106,7 @@ class ConnectFlow:
         self.signer = signer
         self.core = core
         self.checker = checker
+        self.webhooks = webhooks
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
@@ -126,6 +129,7 @@ class ConnectFlow:
             success_redirect_uri=request.success_redirect_uri,
             error_redirect_uri=request.error_redirect_uri,
             allowed_origins=list(request.allowed_origins),
+            webhook_url=request.webhook_url,
             expires_at=now + ttl,
             created_at=now,
         )
@@ -184,8 +188,17 @@ class ConnectFlow:
             raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
         return session, binding
 
-    def check_csrf(self, binding: BrowserBinding, token: object, origin: str | None) -> None:
-        if origin is not None and origin != self.settings.public_origin:
+    def check_csrf(
+        self, binding: BrowserBinding, token: object, *, origin: str | None, fetch_site: str | None
+    ) -> None:
+        """A form post must come from this portal's own page in the bound browser.
+
+        Under `Referrer-Policy: no-referrer` browsers send `Origin: null` for form posts,
+        so a null Origin falls back to `Sec-Fetch-Site`; the CSRF token is checked always.
+        """
+        if origin not in (None, "null") and origin != self.settings.public_origin:
+            raise CsrfFailed("The form was sent from another site.")
+        if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
             raise CsrfFailed("The form was sent from another site.")
         if not self.signer.check_csrf_token(token, binding):
             raise CsrfFailed("The form has expired or was not sent by this page.")
@@ -321,8 +334,10 @@ class ConnectFlow:
 
     async def fail(self, session: ConnectSession, code: str, message: str) -> ConnectSession:
         logger.warning("session %s failed: %s", session.id, code)
-        return await self._transition(session, SessionStatus.FAILED, error=message,
-                                      error_code=code)
+        session = await self._transition(session, SessionStatus.FAILED, error=message,
+                                         error_code=code)
+        self._finished(session)
+        return session
 
     async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
         """Send a CONNECTING session's connection; finishes even if the browser goes away."""
@@ -342,7 +357,13 @@ class ConnectFlow:
             session = await self._transition(
                 session, SessionStatus.COMPLETED, connection_id=delivered.connection_id
             )
+        self._finished(session)
         return self.result(session)
+
+    def _finished(self, session: ConnectSession) -> None:
+        """A session just became final here (and only here: transitions are atomic)."""
+        if self.webhooks is not None:
+            self.webhooks.session_finished(session)
 
     def result(self, session: ConnectSession) -> ConnectResult:
         success = session.status is SessionStatus.COMPLETED
@@ -384,6 +405,16 @@ class ConnectFlow:
             if uri:
                 origins.append(origin_of(uri))
         return tuple(dict.fromkeys(origins))
+
+    def may_call_poll(self, origin: str | None) -> bool:
+        """Browsers on a partner origin may poll (and read errors); sessions stay per origin."""
+        return origin is not None and origin in self.settings.allowed_origins
+
+    @staticmethod
+    def redirect_origins(session: ConnectSession) -> tuple[str, ...]:
+        """Where a no-opener form of this session may send the browser at its end."""
+        uris = (session.success_redirect_uri, session.error_redirect_uri)
+        return tuple(dict.fromkeys(origin_of(uri) for uri in uris if uri))
 
     async def _transition(
         self, session: ConnectSession, to: SessionStatus, **changes: str

@@ -33,7 +33,8 @@ class SessionStatus(StrEnum):
 
 # Which statuses each target may be reached from.
 TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
-    # Choices made while pending (the picker's integration, the auth method) stay PENDING.
+    # PENDING → PENDING records choices made before connecting (the picker's integration,
+    # the auth method).
     SessionStatus.PENDING: frozenset({SessionStatus.PENDING}),
     SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING}),
     SessionStatus.COMPLETED: frozenset({SessionStatus.CONNECTING}),
@@ -59,6 +60,8 @@ class ConnectSession:
     success_redirect_uri: str | None = None
     error_redirect_uri: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    # Where this session's final event is also sent (per token); never shown by `public()`.
+    webhook_url: str | None = None
     status: SessionStatus = SessionStatus.PENDING
     connection_id: str | None = None
     error: str | None = None

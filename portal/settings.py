@@ -6,6 +6,8 @@ from the message alone.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +17,10 @@ DEFAULT_TOKEN_TTL = 30 * 60
 MAX_TOKEN_TTL = 4 * 60 * 60
 MIN_TOKEN_TTL = 60
 MIN_SECRET_KEY_LENGTH = 32
+WEBHOOK_SECRET_PREFIX = "whsec_"
+MIN_WEBHOOK_SECRET_BYTES = 24
+# Seconds between webhook attempts: five attempts over about two and a half minutes.
+WEBHOOK_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
 
 
 class SettingsError(ValueError):
@@ -43,6 +49,11 @@ class Settings:
     # The platform's own OAuth apps (client id and secret per integration); docs/oauth.md.
     oauth_apps_file: str | None = None
     oauth_timeout: float = 10.0
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
+    # Origins allowed to show the portal in a frame; empty means no one ('none').
+    frame_ancestors: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -80,6 +91,12 @@ class Settings:
         core_api_key = _optional(env, "CORE_API_KEY")
         if core_api_url and not core_api_key:
             raise SettingsError("CORE_API_KEY is required when CORE_API_URL is set")
+        webhook_url = _optional(env, "PORTAL_WEBHOOK_URL")
+        if webhook_url is not None:
+            webhook_url = _url(env, "PORTAL_WEBHOOK_URL", webhook_url)
+        webhook_secret = _webhook_secret(env)
+        if webhook_url and not webhook_secret:
+            raise SettingsError("PORTAL_WEBHOOK_SECRET is required when PORTAL_WEBHOOK_URL is set")
         redis_url = _optional(env, "REDIS_URL")
         if redis_url is not None and urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
@@ -92,7 +109,7 @@ class Settings:
             core_api_url=core_api_url,
             core_api_key=core_api_key,
             core_api_timeout=_number(env, "CORE_API_TIMEOUT", cls.core_api_timeout, 0.5, 120),
-            allowed_origins=_origins(env),
+            allowed_origins=_origins(env, "PORTAL_ALLOWED_ORIGINS"),
             token_ttl=int(_number(env, "PORTAL_TOKEN_TTL", DEFAULT_TOKEN_TTL,
                                   MIN_TOKEN_TTL, MAX_TOKEN_TTL)),
             log_level=_log_level(env),
@@ -103,6 +120,9 @@ class Settings:
             allow_http_loopback=_flag(env, "PORTAL_ALLOW_HTTP_LOOPBACK", default=False),
             oauth_apps_file=_optional(env, "PORTAL_OAUTH_APPS"),
             oauth_timeout=_number(env, "PORTAL_OAUTH_TIMEOUT", cls.oauth_timeout, 0.5, 60),
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
         )
 
 
@@ -161,21 +181,41 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     origins = []
-    for value in _split(env.get("PORTAL_ALLOWED_ORIGINS", "")):
+    for value in _split(env.get(name, "")):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise SettingsError(
-                f"PORTAL_ALLOWED_ORIGINS: {value!r} is not an origin like https://app.example.com"
+                f"{name}: {value!r} is not an origin like https://app.example.com"
             )
         if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
             raise SettingsError(
-                f"PORTAL_ALLOWED_ORIGINS: {value!r} must be an origin only "
-                "(scheme, host and port; no path)"
+                f"{name}: {value!r} must be an origin only (scheme, host and port; no path)"
             )
         origins.append(origin_of(value))
     return tuple(dict.fromkeys(origins))
+
+
+def _webhook_secret(env: Mapping[str, str]) -> str | None:
+    """A Standard Webhooks secret: `whsec_` and base64 of at least 24 random bytes."""
+    value = _optional(env, "PORTAL_WEBHOOK_SECRET")
+    if value is None:
+        return None
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        raise SettingsError("PORTAL_WEBHOOK_SECRET must look like whsec_<base64>")
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(
+            "PORTAL_WEBHOOK_SECRET: the part after whsec_ is not valid base64"
+        ) from None
+    if len(key) < MIN_WEBHOOK_SECRET_BYTES:
+        raise SettingsError(
+            f"PORTAL_WEBHOOK_SECRET must hold at least {MIN_WEBHOOK_SECRET_BYTES} random bytes "
+            f"(it holds {len(key)})"
+        )
+    return value
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

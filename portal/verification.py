@@ -9,6 +9,7 @@ of the answer are read. Nothing from the answer, and no secret, is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -50,10 +51,14 @@ class CredentialChecker:
     ) -> None:
         self._allow_loopback = allow_http_loopback
         self._lookup = lookup
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment would bypass the address check
+            # No pooled connections: one opened for one provider's name (SNI) must never
+            # carry a request for another provider that happens to share its address.
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": "connect-portal (credential check)"},
             transport=transport,
         )
@@ -63,11 +68,14 @@ class CredentialChecker:
             url = ssrf.expand_url(
                 verification.url, values, allow_http_loopback=self._allow_loopback
             )
-            addresses = (
-                [url.ip] if url.ip is not None
-                else await ssrf.resolve_public(url.host, url.port, lookup=self._lookup,
-                                               allow_loopback=self._allow_loopback)
+            addresses = [url.ip] if url.ip is not None else await asyncio.wait_for(
+                ssrf.resolve_public(url.host, url.port, lookup=self._lookup,
+                                    allow_loopback=self._allow_loopback),
+                timeout=self._timeout,
             )
+        except TimeoutError:
+            logger.warning("credential check: resolving %s timed out", url.host)
+            return CheckResult(Outcome.UNAVAILABLE, reason="timeout")
         except ssrf.UnsafeUrl as exc:
             if exc.reason == "unresolvable":
                 logger.info("credential check: %s does not resolve", _safe_host(verification))

@@ -1,23 +1,24 @@
-// The demo partner page: mint a token through its own backend, open the popup, and
-// show the one result message the portal posts back.
+// The demo partner page: its backend mints a connect token, and PortalConnect.open
+// (static/connect.js, loaded from the portal) runs the popup and reports the one result.
 (function () {
   "use strict";
-  var root = document.getElementById("partner");
-  var portalOrigin = new URL(root.getAttribute("data-portal-origin")).origin;
   var status = document.getElementById("status");
 
-  window.addEventListener("message", function (event) {
-    if (event.origin !== portalOrigin) return;
-    var data = event.data || {};
-    if (data.type !== "weavz-connect-result") return;
-    status.textContent = data.status + (data.error ? ": " + data.error : "");
-    document.getElementById("connection-id").textContent = data.connectionId || "–";
-    document.getElementById("session-id").textContent = data.sessionId || "–";
-  });
+  function show(result) {
+    status.textContent = result.status + (result.error ? ": " + result.error : "");
+    document.getElementById("connection-id").textContent = result.connectionId || "–";
+    document.getElementById("session-id").textContent = result.sessionId || "–";
+  }
+
+  // Back from the portal by redirect (the popup was blocked): the result is in the query.
+  var back = new URLSearchParams(window.location.search);
+  if (back.get("status")) {
+    show({status: back.get("status"), sessionId: back.get("sessionId"),
+      connectionId: back.get("connectionId"), error: back.get("code")});
+    window.history.replaceState(null, "", window.location.pathname);
+  }
 
   document.getElementById("connect").addEventListener("click", function () {
-    // Open the window inside the click so popup blockers allow it, then point it at the portal.
-    var popup = window.open("", "connect-portal", "width=500,height=600");
     status.textContent = "waiting for the user…";
     fetch("/mint", {
       method: "POST",
@@ -27,11 +28,15 @@
       return response.json().then(function (body) {
         if (!response.ok) throw new Error(body.error || "could not mint a token");
         document.getElementById("session-id").textContent = body.sessionId;
-        if (popup) popup.location.href = body.connectUrl;
-        else window.location.href = body.connectUrl;
+        return PortalConnect.open({
+          connectUrl: body.connectUrl,
+          token: body.token,
+          onClose: function () { status.textContent = "closed before connecting"; }
+        });
       });
+    }).then(function (result) {
+      if (result.status !== "closed") show(result);
     }).catch(function (error) {
-      if (popup) popup.close();
       status.textContent = "error: " + error.message;
     });
   });

@@ -53,6 +53,7 @@ def provider_app() -> Any:
     """
     import base64
 
+    import anyio
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -79,6 +80,13 @@ def provider_app() -> Any:
         record(request)
         return RedirectResponse("/v1/me", status_code=302)
 
+    async def slow(request: Request) -> Response:
+        record(request)
+        # A provider that accepts the connection and never answers in time; the server's
+        # shutdown cancels this.
+        await anyio.sleep(60)
+        return JSONResponse({"id": "u1"})
+
     def record(request: Request) -> None:
         request.app.state.requests.append({
             "path": request.url.path,
@@ -89,6 +97,7 @@ def provider_app() -> Any:
 
     app = Starlette(routes=[
         Route("/v1/me", me), Route("/basic", basic), Route("/moved", moved),
+        Route("/slow", slow),
     ])
     app.state.requests = []
     app.state.down = False

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from portal.app import create_app
 from portal.settings import Settings
-from tests.catalog_server import free_socket, serve
+from tests.catalog_server import free_socket, provider_app, serve
 from tests.conftest import AUTH, received, token_body
 
 pytestmark = pytest.mark.browser
@@ -100,26 +100,26 @@ def test_keyboard_only_custom_auth_with_a_dropdown_and_a_checkbox(
 ) -> None:
     page.goto(connect_url(portal, integrationName="warehouse"))
     expect(page.get_by_role("heading", name="Connect Warehouse")).to_be_visible()
-    tab_to(page, "field-key_id")
+    tab_to(page, "key_id")
     page.keyboard.type("WH1234")
-    tab_to(page, "field-secret")
+    tab_to(page, "secret")
     page.keyboard.type("s3cr3t-value")
     page.keyboard.press("Tab")  # the Show button follows the secret
-    expect(page.locator("[data-toggle-secret='field-secret']")).to_be_focused()
+    expect(page.locator("[data-toggle-secret='secret']")).to_be_focused()
     page.keyboard.press("Enter")
-    expect(page.locator("#field-secret")).to_have_attribute("type", "text")
-    expect(page.locator("[data-toggle-secret='field-secret']")).to_have_attribute(
+    expect(page.locator("#secret")).to_have_attribute("type", "text")
+    expect(page.locator("[data-toggle-secret='secret']")).to_have_attribute(
         "aria-pressed", "true")
     page.keyboard.press("Space")
-    expect(page.locator("#field-secret")).to_have_attribute("type", "password")
-    tab_to(page, "field-region")
+    expect(page.locator("#secret")).to_have_attribute("type", "password")
+    tab_to(page, "region")
     page.keyboard.type("United")
-    expect(page.locator("#field-region")).to_have_value("us-1")
-    tab_to(page, "field-bucket")
+    expect(page.locator("#region")).to_have_value("us-1")
+    tab_to(page, "bucket")
     page.keyboard.type("boxes")
-    tab_to(page, "field-path_style")
+    tab_to(page, "path_style")
     page.keyboard.press("Space")
-    expect(page.locator("#field-path_style")).to_be_checked()
+    expect(page.locator("#path_style")).to_be_checked()
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Connect")).to_be_focused()
     page.keyboard.press("Enter")
@@ -140,14 +140,15 @@ def test_a_validation_error_keeps_typed_values_but_not_the_secret(
     page.get_by_label("Bucket").fill("crates")
     page.get_by_label("Path-style addresses").check()
     page.get_by_role("button", name="Connect").click()
-    error = page.locator("#field-key_id-error")
+    error = page.locator("#key_id-error")
     expect(error).to_have_text(
         "This does not look like a valid Key ID. Check that you copied all of it.")
     key_id = page.get_by_label("Key ID")
+    expect(key_id).to_be_focused()  # the first field in error, for keyboard users
     expect(key_id).to_have_value("XX99")
     expect(key_id).to_have_attribute("aria-invalid", "true")
     expect(key_id).to_have_attribute("aria-describedby",
-                                     "field-key_id-help field-key_id-error")
+                                     "key_id-help key_id-error")
     expect(page.get_by_label("Region")).to_have_value("ap-1")
     expect(page.get_by_label("Bucket")).to_have_value("crates")
     expect(page.get_by_label("Path-style addresses")).to_be_checked()
@@ -201,3 +202,57 @@ def test_picker_search_works_without_javascript(browser: Browser, portal: str) -
         expect(page.get_by_role("heading", name="Connect Warehouse")).to_be_visible()
     finally:
         context.close()
+
+
+@pytest.fixture
+def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
+                   ) -> Iterator[tuple[str, Starlette]]:
+    """The portal with credential checks on, against a provider served on loopback."""
+    provider = provider_app()
+    with serve(provider) as provider_url:
+        entry = {
+            "name": "checked", "displayName": "Checked", "category": "Testing",
+            "description": "Keys are checked before saving.", "website": "https://x.example",
+            "authOptions": [{
+                "key": "api_key", "type": "SECRET_TEXT", "displayName": "API key",
+                "helpUrl": "https://x.example/keys",
+                "verification": {"url": f"{provider_url}/v1/me",
+                                 "headers": {"Authorization": "Bearer {secret_text}"}},
+            }],
+        }
+        catalog = tmp_path / "checked.json"
+        catalog.write_text(json.dumps({"integrations": [entry]}))
+        sock = free_socket()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        app = create_app(
+            replace(settings, public_url=url, catalog_paths=(str(catalog),),
+                    verify_credentials=True, allow_http_loopback=True),
+            core_transport=httpx.ASGITransport(app=core_app),
+        )
+        with serve(app, sock) as served:
+            yield served, provider
+
+
+def test_a_wrong_key_and_a_provider_outage_are_explained_and_retried(
+    page: Page, checked_portal: tuple[str, Starlette], core_app: Starlette
+) -> None:
+    portal, provider = checked_portal
+    page.goto(connect_url(portal, integrationName="checked"))
+    key = page.get_by_label("API key")
+    key.fill("wrong-key")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#secret_text-error")).to_have_text(
+        "Checked did not accept this API key. Check it and enter it again.")
+    expect(key).to_have_value("")
+    expect(key).to_be_focused()
+    provider.state.down = True
+    key.fill("good-key")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Checked could not be reached to check your details.")
+    assert received(core_app) == []
+    provider.state.down = False
+    page.get_by_label("API key").fill("good-key")
+    page.get_by_role("button", name="Try again").click()
+    expect(page.get_by_role("heading", name="Connected")).to_be_visible()
+    assert received(core_app)[0]["body"]["secretText"] == "good-key"

@@ -51,7 +51,7 @@ def demo(settings: Settings, core_app: Starlette) -> Iterator[str]:
             oauth_apps={SANDBOX_INTEGRATION: sandbox.client},
         )
         partner = create_partner_app(portal_url=portal_url, portal_api_key=API_KEY,
-                                     integrations=[SANDBOX_INTEGRATION])
+                                     integrations=[SANDBOX_INTEGRATION], partner_url=partner_url)
         with serve(portal, portal_socket), serve(partner, partner_socket), \
                 serve(sandbox.app, provider_socket):
             yield partner_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,8 @@ BROKEN = [
      "verification: url: must not contain a user name or password"),
     ({"authOptions.0.verification.url": "https://{tenant}.acme.example/"},
      "verification: url: {tenant} is not a field of this option"),
+    ({"authOptions.0.verification.url": "https://{subdomain}.acme.example/me?key={api_key}"},
+     "verification: url: {api_key} is a secret and cannot be part of a URL"),
     ({"authOptions.0.verification.headers": {"Authorization": "Bearer {token}"}},
      "verification: headers.Authorization: {token} is not a field of this option"),
     ({"authOptions.0.verification.method": "DELETE"}, "verification: method: must be one of"),
@@ -275,3 +278,24 @@ def test_the_documented_example_entry_is_valid() -> None:
     (zendesk,) = parse_catalog(example, source="docs/catalog.md")
     assert [option.key for option in zendesk.auth_options] == ["api_token", "oauth2"]
     assert {item.type for item in zendesk.auth_options[0].fields} == set(FieldType)
+
+
+def test_serve_and_demo_refuse_to_start_with_a_bad_catalog(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(catalog_text(entry(website="http://acme.example")))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PORTAL_CATALOG": str(bad),
+        "PORTAL_SECRET_KEYS": "k" * 40,
+        "PORTAL_API_KEYS": "a" * 20,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "CORE_API_URL": "https://core.example",
+        "CORE_API_KEY": "c" * 20,
+    }
+    for command in (["serve", "--port", "0"], ["demo", "--port", "0"]):
+        result = subprocess.run([sys.executable, "-m", "portal", *command], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert (f"connect-portal: catalog error: {bad}: integration 'acme': website: must be "
+                "an https:// URL") in result.stderr
+        assert "Traceback" not in result.stderr

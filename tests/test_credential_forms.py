@@ -106,7 +106,7 @@ def tag(page: str, tag_name: str, field_id: str) -> str:
 
 
 def error_of(page: str, key: str) -> str:
-    match = re.search(rf'<p id="field-{key}-error" class="error">(.*?)</p>', page, re.S)
+    match = re.search(rf'<p id="{key}-error" class="error">(.*?)</p>', page, re.S)
     assert match, f"no error shown for {key}"
     return html.unescape(match.group(1))
 
@@ -115,6 +115,9 @@ def test_custom_auth_round_trips_every_field_type_to_the_core_body(
     acme: TestClient, core_app: Starlette
 ) -> None:
     page_path, csrf, _ = open_form(acme)
+    rendered = acme.get(page_path).text
+    names = set(re.findall(r'<(?:input|select|textarea)\b[^>]*\bname="([^"]+)"', rendered))
+    assert names == {"csrf_token", "opener", *GOOD_CUSTOM, "retries", "verbose"}
     response = submit(acme, page_path, csrf, **GOOD_CUSTOM)
     assert response.status_code == 200, response.text
     assert "Connected" in response.text
@@ -158,20 +161,20 @@ def test_form_renders_each_field_type_accessibly(acme: TestClient) -> None:
     answer = mint(acme, integrationName="acme-api", authMethodKey="custom")
     opened = acme.get("/connect", params={"token": answer["token"]})
     page = acme.get(opened.headers["location"]).text
-    assert 'for="field-account"' in page and ">Account name" in page
-    account = tag(page, "input", "field-account")
-    assert 'aria-describedby="field-account-help"' in account and "required" in account
-    secret = tag(page, "input", "field-api_key")
+    assert 'for="account"' in page and ">Account name" in page
+    account = tag(page, "input", "account")
+    assert 'aria-describedby="account-help"' in account and "required" in account
+    secret = tag(page, "input", "api_key")
     assert 'type="password"' in secret and 'autocomplete="off"' in secret
-    assert 'data-toggle-secret="field-api_key"' in page
-    assert 'type="number"' in tag(page, "input", "field-port")
-    assert 'value="443"' in tag(page, "input", "field-port")
-    assert 'min="1"' in tag(page, "input", "field-port")
-    assert "checked" in tag(page, "input", "field-tls")
-    assert "checked" not in tag(page, "input", "field-verbose")
+    assert 'data-toggle-secret="api_key"' in page
+    assert 'type="number"' in tag(page, "input", "port")
+    assert 'value="443"' in tag(page, "input", "port")
+    assert 'min="1"' in tag(page, "input", "port")
+    assert "checked" in tag(page, "input", "tls")
+    assert "checked" not in tag(page, "input", "verbose")
     assert '<option value="us">United States</option>' in page
-    assert tag(page, "textarea", "field-notes")
-    assert 'type="url"' in tag(page, "input", "field-site")
+    assert tag(page, "textarea", "notes")
+    assert 'type="url"' in tag(page, "input", "site")
     # MARKDOWN help renders bold and https links, and never raw HTML
     assert "<strong>both</strong>" in page
     assert '<a href="https://acme.example/s" target="_blank" rel="noopener noreferrer">' in page
@@ -198,17 +201,17 @@ def test_validation_errors_sit_next_to_their_fields_and_keep_values_but_not_secr
     assert error_of(page, "shop").startswith("Enter only the name before the dot")
     assert error_of(page, "mail_host") == ("This host is on a private or local network, which "
                                            "cannot be used here.")
-    account = tag(page, "input", "field-account")
+    account = tag(page, "input", "account")
     assert 'aria-invalid="true"' in account
-    assert 'aria-describedby="field-account-help field-account-error"' in account
+    assert 'aria-describedby="account-help account-error"' in account
     # non-secret values come back as typed; the secret does not
     assert 'value="ABC"' in account
     assert ">keep me</textarea>" in page
-    assert 'value="70000"' in tag(page, "input", "field-port")
-    assert "checked" in tag(page, "input", "field-verbose")
-    assert "checked" not in tag(page, "input", "field-tls")
+    assert 'value="70000"' in tag(page, "input", "port")
+    assert "checked" in tag(page, "input", "verbose")
+    assert "checked" not in tag(page, "input", "tls")
     assert "sk-typed-77" not in page
-    assert "value=" not in tag(page, "input", "field-api_key")
+    assert "value=" not in tag(page, "input", "api_key")
     assert received(core_app) == []
     polled = acme.post("/api/v1/connect/session/poll", json={"token": token}).json()
     assert polled["status"] == "PENDING"
@@ -228,7 +231,7 @@ def test_basic_auth_delivers_username_and_password(acme: TestClient, core_app: S
                                                    ) -> None:
     page_path, csrf, _ = open_form(acme, "basic")
     form = acme.get(page_path).text
-    assert ">Login" in form and 'autocomplete="off"' in tag(form, "input", "field-password")
+    assert ">Login" in form and 'autocomplete="off"' in tag(form, "input", "password")
     assert "Enter Password." in submit(acme, page_path, csrf, username="alice").text
     submit(acme, page_path, csrf, username="alice", password="pa ss")
     body = received(core_app)[0]["body"]
@@ -254,20 +257,20 @@ def test_several_options_let_the_user_choose_and_a_fixed_key_skips_the_choice(
     for label in ("Account details", "API token", "User and password"):
         assert label in chooser
     assert 'value="oauth2"' in chooser  # signing in is one of the ways
-    assert 'id="field-' not in chooser
+    assert 'class="connect-form"' not in chooser
     wrong = submit(acme, page_path, csrf, action="auth_method", auth_method="no-such-way")
     assert wrong.status_code == 400
     chosen = submit(acme, page_path, csrf, action="auth_method", auth_method="token")
     assert chosen.status_code == 303
     form = acme.get(page_path).text
-    assert 'id="field-secret_text"' in form
+    assert 'id="secret_text"' in form
     session = acme.post("/api/v1/connect/session/poll", json={"token": token}).json()
     assert session["authMethodKey"] == "token"
     submit(acme, page_path, csrf, secret_text="tok-2")
     assert received(core_app)[0]["body"]["authMethodKey"] == "token"
 
     fixed_path, _, _ = open_form(acme, "basic")
-    assert 'id="field-username"' in acme.get(fixed_path).text
+    assert 'id="username"' in acme.get(fixed_path).text
 
 
 def test_minting_an_oauth_option_opens_the_sign_in_hand_off(acme: TestClient) -> None:
@@ -330,9 +333,9 @@ def test_every_builtin_entry_renders_its_form(client: TestClient) -> None:
             if option.type.is_oauth:
                 assert f'action="{page_path}/oauth"' in page, integration.name
                 for item in option.inputs:
-                    assert f'id="field-{item.key}"' in page, (integration.name, item.key)
+                    assert f'id="{item.key}"' in page, (integration.name, item.key)
                 continue
             for item in option.inputs:
-                assert f'id="field-{item.key}"' in page, (integration.name, item.key)
+                assert f'id="{item.key}"' in page, (integration.name, item.key)
                 assert html.escape(item.display_name) in page, (integration.name, item.key)
             assert option.help_url and html.escape(option.help_url) in page

@@ -176,7 +176,7 @@ def test_hostile_shop_names_are_refused_before_anything_is_kept(
 ) -> None:
     session_id, _, _, pressed = start(portal, "shopify", shop=shop)
     assert pressed.status_code == 400
-    assert 'id="field-shop-error"' in pressed.text
+    assert 'id="shop-error"' in pressed.text
     assert redis_client.keys(f"{redis_prefix}oauth-state:*") == []
     assert session_of(portal, session_id)["status"] == "PENDING"
 
@@ -363,9 +363,9 @@ def test_refresh_when_the_provider_fails_is_a_502(portal: TestClient, fake: Star
 
 def test_salesforce_signs_in_at_production_or_a_sandbox(portal: TestClient) -> None:
     page_path = open_page(portal, mint(portal, integrationName="salesforce")["token"])[0]
-    assert 'id="field-environment"' in portal.get(page_path).text
+    assert 'id="environment"' in portal.get(page_path).text
     for environment, host in (("login", "login.salesforce.com"), ("test", "test.salesforce.com")):
         _, _, _, pressed = start(portal, "salesforce", environment=environment)
         assert urlsplit(pressed.headers["location"]).netloc == host
     _, _, _, refused = start(portal, "salesforce", environment="evil.example")
-    assert refused.status_code == 400 and 'id="field-environment-error"' in refused.text
+    assert refused.status_code == 400 and 'id="environment-error"' in refused.text

@@ -66,7 +66,7 @@ def guarded(make_client: Any, tmp_path: Path, provider: tuple[str, Starlette]) -
 
 
 def field_error(page: str, key: str) -> str:
-    match = re.search(rf'<p id="field-{key}-error" class="error">(.*?)</p>', page, re.S)
+    match = re.search(rf'<p id="{key}-error" class="error">(.*?)</p>', page, re.S)
     assert match, f"no error on {key}"
     return html.unescape(match.group(1))
 

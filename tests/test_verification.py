@@ -3,8 +3,10 @@ server on loopback) before anything reaches the core API."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +76,7 @@ def status_of(client: TestClient, token: str) -> str:
 
 
 def field_error(page: str, key: str) -> str:
-    match = re.search(rf'<p id="field-{key}-error" class="error">(.*?)</p>', page, re.S)
+    match = re.search(rf'<p id="{key}-error" class="error">(.*?)</p>', page, re.S)
     assert match, f"no error on {key}"
     return html.unescape(match.group(1))
 
@@ -243,3 +245,65 @@ async def test_at_most_the_size_cap_of_an_answer_is_read() -> None:
     await checker.aclose()
     assert result.outcome is Outcome.VALID
     assert sent <= MAX_RESPONSE_BYTES + 8192
+
+
+async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
+    provider: tuple[str, Starlette],
+) -> None:
+    url, app = provider
+    checker = CredentialChecker(timeout=0.5, allow_http_loopback=True)
+    result = await checker.check(Verification(method="GET", url=f"{url}/slow",
+                                              blame_field="secret_text"),
+                                 {"secret_text": "good-key"})
+    await checker.aclose()
+    assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
+    assert [request["path"] for request in app.state.requests] == ["/slow"]
+
+
+async def test_a_resolver_that_hangs_is_bounded_by_the_timeout() -> None:
+    async def hanging(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()  # never set: a resolver that never answers
+        return []
+
+    checker = CredentialChecker(timeout=0.5, lookup=hanging)
+    result = await checker.check(Verification(method="GET", url="https://api.acme.example/me",
+                                              blame_field="secret_text"), {"secret_text": "k"})
+    await checker.aclose()
+    assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
+
+
+def test_no_secret_reaches_the_logs_during_a_check(
+    acme: TestClient, provider: tuple[str, Starlette], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    page_path, csrf, _ = start(acme, "token")
+    submit(acme, page_path, csrf, secret_text="wrong-secret-4711")
+    submit(acme, page_path, csrf, secret_text="good-key")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "credential check" in logged
+    assert "wrong-secret-4711" not in logged
+    assert "good-key" not in logged
+
+
+def test_check_settings_come_from_the_environment_and_serve_refuses_loopback_http() -> None:
+    from portal.settings import Settings, SettingsError
+
+    default = Settings.from_env({})
+    assert (default.verify_credentials, default.verification_timeout,
+            default.allow_http_loopback) == (True, 5.0, False)
+    custom = Settings.from_env({"PORTAL_VERIFY_CREDENTIALS": "false",
+                                "PORTAL_VERIFY_TIMEOUT": "2.5",
+                                "PORTAL_ALLOW_HTTP_LOOPBACK": "yes"})
+    assert (custom.verify_credentials, custom.verification_timeout,
+            custom.allow_http_loopback) == (False, 2.5, True)
+    with pytest.raises(SettingsError, match="PORTAL_VERIFY_CREDENTIALS must be true or false"):
+        Settings.from_env({"PORTAL_VERIFY_CREDENTIALS": "maybe"})
+    with pytest.raises(SettingsError, match=r"PORTAL_VERIFY_TIMEOUT must be between 0\.5 and 30"):
+        Settings.from_env({"PORTAL_VERIFY_TIMEOUT": "90"})
+    production = Settings.from_env({
+        "PORTAL_SECRET_KEYS": "k" * 40, "PORTAL_API_KEYS": "a" * 20,
+        "REDIS_URL": "redis://127.0.0.1:6379/0", "CORE_API_URL": "https://core.example",
+        "CORE_API_KEY": "c" * 20, "PORTAL_ALLOW_HTTP_LOOPBACK": "true",
+    })
+    with pytest.raises(SettingsError, match="PORTAL_ALLOW_HTTP_LOOPBACK is for tests"):
+        production.require_production_secrets()

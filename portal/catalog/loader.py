@@ -448,6 +448,9 @@ def _url_template(template: str, where: str, fields: tuple[Field, ...]) -> None:
     for key in shape.keys:
         if key not in by_key:
             raise CatalogError(f"{where}: {{{key}}} is not a field of this option")
+        if by_key[key].is_secret:
+            # URLs end up in logs and proxies; a secret goes in a header or the body.
+            raise CatalogError(f"{where}: {{{key}}} is a secret and cannot be part of a URL")
     if shape.base is not None and by_key[shape.base].format is not FieldFormat.URL:
         raise CatalogError(f'{where}: {{{shape.base}}} starts the URL, so its field needs '
                            f'"format": "url"')
@@ -458,8 +461,6 @@ def _url_template(template: str, where: str, fields: tuple[Field, ...]) -> None:
         }:
             raise CatalogError(f'{where}: {{{key}}} is in the host, so its field needs '
                                f'"format": "subdomain" or a STATIC_DROPDOWN')
-        if field.is_secret:
-            raise CatalogError(f"{where}: {{{key}}} is a secret and cannot be in a host")
     if shape.base is None and not shape.host_keys:
         try:
             ssrf.check_url(ssrf.PLACEHOLDER.sub("x", template), allow_http_loopback=True)

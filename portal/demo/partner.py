@@ -14,8 +14,8 @@ from starlette.templating import Jinja2Templates
 from portal.resources import static_dir, templates_dir
 
 
-def create_partner_app(*, portal_url: str, portal_api_key: str, integrations: list[str]
-                       ) -> Starlette:
+def create_partner_app(*, portal_url: str, portal_api_key: str, integrations: list[str],
+                       partner_url: str) -> Starlette:
     templates = Jinja2Templates(directory=templates_dir())
 
     async def page(request: Request) -> Response:
@@ -31,6 +31,10 @@ def create_partner_app(*, portal_url: str, portal_api_key: str, integrations: li
             "connectionName": "Demo connection",
             "externalId": "demo-user-1",
             "workspaceId": "demo-workspace",
+            "allowedOrigins": [partner_url],
+            # Used only when the popup is blocked and connect.js falls back to a redirect.
+            "successRedirectUri": f"{partner_url}/",
+            "errorRedirectUri": f"{partner_url}/",
         }
         if form.get("integrationName"):
             body["integrationName"] = str(form["integrationName"])

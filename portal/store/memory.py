@@ -6,6 +6,7 @@ Only correct for a single process; the portal says so at start.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from portal.sessions import TRANSITIONS, ConnectSession, SessionStatus
 from portal.store import SessionNotFound, TransitionRefused
@@ -14,12 +15,13 @@ from portal.store import SessionNotFound, TransitionRefused
 class MemorySessionStore:
     description = "in-process memory (one process only: sessions are lost on restart)"
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._records: dict[str, tuple[float, dict[str, str]]] = {}
+        self._clock = clock
 
     async def create(self, session: ConnectSession, *, ttl: int) -> None:
         self._sweep()
-        self._records[session.id] = (time.monotonic() + ttl, session.to_record())
+        self._records[session.id] = (self._clock() + ttl, session.to_record())
 
     async def get(self, session_id: str) -> ConnectSession | None:
         record = self._live(session_id)
@@ -49,12 +51,12 @@ class MemorySessionStore:
         if entry is None:
             return None
         deadline, record = entry
-        if deadline <= time.monotonic():
+        if deadline <= self._clock():
             del self._records[session_id]
             return None
         return record
 
     def _sweep(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for session_id in [key for key, (deadline, _) in self._records.items() if deadline <= now]:
             del self._records[session_id]

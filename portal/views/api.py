@@ -6,10 +6,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from portal.connect_request import parse_connect_request
-from portal.errors import IntegrationNotFound, ValidationFailed
+from portal.errors import IntegrationNotFound, PortalError, ValidationFailed
 from portal.resources import openapi_document
 from portal.sessions import iso8601
-from portal.views.common import flow_of, json_response, read_json, require_api_key
+from portal.views.common import (
+    error_response,
+    flow_of,
+    json_response,
+    read_json,
+    require_api_key,
+)
 
 
 async def create_token(request: Request) -> Response:
@@ -33,11 +39,36 @@ async def get_session(request: Request) -> Response:
 
 
 async def poll_session(request: Request) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ValidationFailed("The request body must be a JSON object with a token.")
-    session = await flow_of(request).session_by_token(body.get("token"))
-    return json_response(session.public())
+    """Browsers may call this from a partner page (connect.js), so it answers CORS: only the
+    session's own target origins can read a session; other allowed origins only errors."""
+    flow = flow_of(request)
+    origin = request.headers.get("origin")
+    try:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ValidationFailed("The request body must be a JSON object with a token.")
+        session = await flow.session_by_token(body.get("token"))
+    except PortalError as exc:
+        return _with_cors(error_response(exc), origin if flow.may_call_poll(origin) else None)
+    readable = origin is not None and origin in flow.target_origins(session)
+    return _with_cors(json_response(session.public()), origin if readable else None)
+
+
+async def poll_preflight(request: Request) -> Response:
+    origin = request.headers.get("origin")
+    response = Response(status_code=204)
+    if flow_of(request).may_call_poll(origin):
+        response.headers["access-control-allow-methods"] = "POST"
+        response.headers["access-control-allow-headers"] = "content-type"
+        response.headers["access-control-max-age"] = "600"
+    return _with_cors(response, origin if flow_of(request).may_call_poll(origin) else None)
+
+
+def _with_cors(response: Response, allowed_origin: str | None) -> Response:
+    response.headers["vary"] = "Origin"
+    if allowed_origin is not None:
+        response.headers["access-control-allow-origin"] = allowed_origin
+    return response
 
 
 async def list_integrations(request: Request) -> Response:

@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.catalog import AuthOption, Integration
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.middleware import allow_form_action
 from portal.oauth_flow import STATE_TTL, OAuthFlow
 from portal.sessions import ConnectSession
 from portal.views.common import flow_of, json_response, read_json, require_api_key
@@ -14,7 +15,6 @@ from portal.views.pages import (
     BINDING_COOKIE,
     MAX_FORM_FIELDS,
     MAX_FORM_PART,
-    content_security_policy,
     render,
     render_result,
 )
@@ -39,7 +39,11 @@ def render_start(
     status_code: int = 200,
 ) -> Response:
     """The hand-off page: a sign-in button, after the props the provider's URLs need."""
-    response = render(request, "oauth_start.html", {
+    # The form's answer is a redirect to the provider's sign-in page (or, when the flow
+    # cannot start, to the partner's redirect URI); CSP form-action must allow both.
+    allow_form_action(request.state, OAuthFlow.form_action_source(option),
+                      *flow.redirect_origins(session))
+    return render(request, "oauth_start.html", {
         "session": session,
         "integration": integration,
         "option": option,
@@ -47,11 +51,6 @@ def render_start(
         "errors": rejected.errors,
         "values": rejected.values,
     }, status_code=status_code)
-    # The form's answer is a redirect to the provider's sign-in page.
-    response.headers["content-security-policy"] = content_security_policy(
-        form_action=("'self'", OAuthFlow.form_action_source(option))
-    )
-    return response
 
 
 async def start(request: Request) -> Response:
@@ -64,7 +63,8 @@ async def start(request: Request) -> Response:
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
     ) as form_data:
         form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(binding, form.get("csrf_token"), request.headers.get("origin"))
+    flow.check_csrf(binding, form.get("csrf_token"), origin=request.headers.get("origin"),
+                    fetch_site=request.headers.get("sec-fetch-site"))
     if session.status.is_final:
         return render_result(request, flow.result(session))
     outcome = await oauth_of(request).start(session, form, request.cookies.get(BROWSER_COOKIE))

@@ -10,7 +10,8 @@ from starlette.responses import RedirectResponse, Response
 
 from portal.errors import PortalError, SessionClosed
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
-from portal.sessions import ConnectSession
+from portal.middleware import allow_form_action
+from portal.sessions import ConnectSession, SessionStatus
 from portal.views.common import flow_of
 
 BINDING_COOKIE = "portal_binding"
@@ -22,7 +23,7 @@ async def open_link(request: Request) -> Response:
     """`GET /connect?token=…`: bind this browser to the session, then drop the token."""
     flow = flow_of(request)
     session, cookie = await flow.open(request.query_params.get("token"))
-    response = RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+    response = redirect(f"/connect/s/{session.id}")
     response.set_cookie(
         BINDING_COOKIE,
         cookie,
@@ -43,7 +44,7 @@ async def show_session(request: Request) -> Response:
     if session.status.is_final:
         return render_result(request, flow.result(session))
     csrf = flow.signer.csrf_token(binding)
-    if session.status.value == "CONNECTING":
+    if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html", {"session": session}, status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
@@ -63,14 +64,19 @@ async def submit_session(request: Request) -> Response:
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
     ) as form_data:
         form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(binding, form.get("csrf_token"), request.headers.get("origin"))
+    flow.check_csrf(
+        binding,
+        form.get("csrf_token"),
+        origin=request.headers.get("origin"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+    )
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
-        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+        return redirect(f"/connect/s/{session.id}")
     if form.get("action") == "auth_method":
         await flow.choose_auth_method(session, form.get("auth_method"))
-        return RedirectResponse(f"/connect/s/{session.id}", status_code=303)
+        return redirect(f"/connect/s/{session.id}")
 
     try:
         outcome = await flow.submit_credentials(session, form)
@@ -84,8 +90,12 @@ async def submit_session(request: Request) -> Response:
             request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
         )
     if outcome.redirect_url and form.get("opener") != "1":
-        return RedirectResponse(outcome.redirect_url, status_code=303)
+        return redirect(outcome.redirect_url)
     return render_result(request, outcome)
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def render_picker(
@@ -130,6 +140,8 @@ def render_form(
 
         return render_start(request, flow, session, integration, option, csrf, rejected,
                             status_code)
+    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
+    allow_form_action(request.state, *flow.redirect_origins(session))
     response = render(request, "connect.html", {
         "session": session,
         "integration": integration,
@@ -139,10 +151,6 @@ def render_form(
         "values": rejected.values,
         "notice": rejected.notice,
     }, status_code=status_code)
-    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
-    response.headers["content-security-policy"] = content_security_policy(
-        form_action=("'self'", *flow.target_origins(session))
-    )
     return response
 
 
@@ -169,15 +177,3 @@ def render(
     response.headers["cache-control"] = "no-store"
     return response
 
-
-def content_security_policy(*, form_action: tuple[str, ...] = ("'self'",)) -> str:
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "form-action " + " ".join(form_action),
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ])

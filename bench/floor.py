@@ -1,0 +1,76 @@
+"""The floor the portal is measured against: a bare Starlette endpoint doing one Redis GET.
+
+Run under uvicorn with `--factory bench.floor:create_floor_app`; it reads
+`BENCH_REDIS_URL` and `BENCH_REDIS_PREFIX`. The Redis client is configured the way the
+portal's store configures its own, so the only difference left is the portal's work.
+
+For `bench/run.py --breakdown`, two steps between the floor and the portal:
+`GET /hash/{sessionId}` reads the portal's session hash (HGETALL) and returns it as JSON,
+and `create_floor_app_with_portal_middleware` is the same app behind the portal's own
+middleware and logging set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import cast
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from portal.logs import configure_logging
+from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+
+
+def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
+    url = os.environ["BENCH_REDIS_URL"]
+    prefix = os.environ["BENCH_REDIS_PREFIX"]
+    client = aioredis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2,
+        health_check_interval=30, max_connections=64,
+    )
+
+    async def lookup(request: Request) -> Response:
+        value = await client.get(f"{prefix}floor:{request.path_params['key']}")
+        if value is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(value, media_type="application/json")
+
+    async def session_hash(request: Request) -> Response:
+        key = f"{prefix}session:{request.path_params['session_id']}"
+        record = cast(dict[str, str], await client.hgetall(key))
+        if not record:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse({"session": record})
+
+    async def constant(request: Request) -> Response:
+        # No Redis at all: how fast the load generator can go against this server.
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/floor/{key}", lookup),
+            Route("/hash/{session_id}", session_hash),
+            Route("/ceiling", constant),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+
+
+def create_floor_app_with_portal_middleware() -> Starlette:
+    configure_logging(os.environ.get("PORTAL_LOG_LEVEL", "INFO"))
+    return create_floor_app(
+        [Middleware(AccessLogMiddleware), Middleware(SecurityHeadersMiddleware)]
+    )

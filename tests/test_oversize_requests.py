@@ -1,0 +1,70 @@
+"""Absurd sizes against the real server: a 1 MB token in the body and in the URL."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.processes import LOOPBACK, free_ports, run_process, uvicorn_command
+
+SECRET_KEY = "oversize-secret-key-0123456789abcdef0123456789"
+API_KEY = "oversize-api-key-0123456789abcdef"
+ONE_MB_TOKEN = "cst_" + "A" * (1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    prefix = f"test:oversize:{uuid.uuid4().hex}:"
+    port = free_ports()
+    url = f"http://{LOOPBACK}:{port}"
+    with run_process(
+        uvicorn_command("portal.asgi:app_from_env", port=port),
+        env={
+            "PORTAL_PUBLIC_URL": url, "PORTAL_SECRET_KEYS": SECRET_KEY,
+            "PORTAL_API_KEYS": API_KEY, "REDIS_URL": redis_url, "PORTAL_REDIS_PREFIX": prefix,
+            "CORE_API_URL": "http://127.0.0.1:9", "CORE_API_KEY": "unused-core-key-0123456789",
+        },
+        ready_urls=[f"{url}/readyz"],
+        log_path=Path(tmp_path_factory.mktemp("oversize")) / "portal.log",
+    ):
+        yield url, prefix
+
+
+def keys(redis_url: str, prefix: str) -> list[bytes]:
+    return list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}*"))
+
+
+def test_one_megabyte_token_in_a_poll_body_is_invalid_token(
+    portal: tuple[str, str], redis_url: str,
+) -> None:
+    url, prefix = portal
+    response = httpx.post(f"{url}/api/v1/connect/session/poll", json={"token": ONE_MB_TOKEN})
+    assert response.status_code == 401
+    assert response.json()["code"] == "INVALID_TOKEN"
+    assert keys(redis_url, prefix) == []
+
+
+def test_one_megabyte_connect_link_is_refused_before_the_portal_and_harms_nothing(
+    portal: tuple[str, str], redis_url: str,
+) -> None:
+    # uvicorn refuses a request line this long with a plain 400 before any application
+    # code runs (as nginx would with 414): the portal never sees it and stays healthy.
+    url, prefix = portal
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /connect?token={ONE_MB_TOKEN} HTTP/1.1\r\nHost: {host}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 4"), status_line
+    assert b"Traceback" not in answer
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert keys(redis_url, prefix) == []

@@ -1,0 +1,30 @@
+"""The wheel carries the templates, static files, catalog and OpenAPI document it needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    [wheel] = tmp_path.glob("connect_portal-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        "portal/templates/" + path.name for path in (REPO / "templates").glob("*.html")
+    } | {"portal/static/" + path.name for path in (REPO / "static").iterdir()} | {
+        "portal/openapi.json", "portal/catalog/integrations.json", "portal/py.typed",
+    }
+    assert expected <= names, sorted(expected - names)
+    entry_points = zipfile.ZipFile(wheel).read(
+        next(name for name in names if name.endswith("entry_points.txt"))
+    ).decode()
+    assert "connect-portal = portal.cli:main" in entry_points

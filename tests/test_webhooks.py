@@ -1,0 +1,174 @@
+"""Signed webhooks: a receiver we run verifies them with the Standard Webhooks library;
+a tampered one is rejected; failures are retried with the same id, a bounded number of
+times, without holding up the user's result page; no secret is ever in an event."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from portal.settings import Settings, SettingsError
+from portal.webhooks import WebhookSender, sign
+from tests.conftest import CORE_API_KEY, PARTNER_ORIGIN, mint, open_page, submit
+from tests.live_apps import WebhookReceiver, refusing_core
+from tests.live_servers import server_thread, wait_until
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+API_KEY_TYPED = "sk-live-webhook-test-0123456789"
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[WebhookReceiver, str]]:
+    receiver = WebhookReceiver(SECRET)
+    with server_thread(receiver.app) as url:
+        yield receiver, url
+
+
+def connect(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    answer = mint(client, **overrides)
+    page_path, csrf = open_page(client, answer["token"])
+    response = submit(client, page_path, csrf, secret_text=API_KEY_TYPED, opener="1")
+    assert response.status_code == 200, response.text
+    return answer
+
+
+def webhooks_of(client: TestClient) -> WebhookSender:
+    sender: WebhookSender = client.app.state.flow.webhooks  # type: ignore[attr-defined]
+    return sender
+
+
+def test_completed_session_sends_a_signed_event(
+    make_client: Any, receiver: tuple[WebhookReceiver, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks, url = receiver
+    caplog.set_level(logging.DEBUG)
+    client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET)
+    answer = connect(client)
+    wait_until(lambda: len(hooks.deliveries) >= 1 and webhooks_of(client).in_flight == 0,
+               timeout=10, what="the webhook")
+    [event] = hooks.verified
+    assert event["type"] == "connect.session.completed"
+    assert event["data"]["id"] == answer["sessionId"]
+    assert event["data"]["status"] == "COMPLETED"
+    assert event["data"]["connectionId"].startswith("conn_")
+    delivery = hooks.deliveries[0]
+    assert delivery["headers"]["webhook-id"] == f"msg_{answer['sessionId']}"
+    assert delivery["headers"]["webhook-signature"].startswith("v1,")
+    raw = delivery["body"].decode()
+    portal_log = "\n".join(record.getMessage() for record in caplog.records
+                           if record.name.startswith("portal"))
+    assert "webhook" in portal_log
+    for secret in (API_KEY_TYPED, answer["token"], SECRET, SECRET.removeprefix("whsec_")):
+        assert secret not in raw
+        assert secret not in portal_log
+
+
+def test_failed_session_sends_a_failed_event(
+    make_client: Any, receiver: tuple[WebhookReceiver, str]
+) -> None:
+    hooks, url = receiver
+    client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET,
+                         core_transport=httpx.ASGITransport(app=refusing_core(CORE_API_KEY)))
+    answer = connect(client, externalId="reject-1")
+    wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
+    [event] = hooks.verified
+    assert event["type"] == "connect.session.failed"
+    assert event["data"]["id"] == answer["sessionId"]
+    assert event["data"]["status"] == "FAILED"
+    assert event["data"]["errorCode"] == "CORE_API_REJECTED"
+
+
+def test_tampered_or_foreign_events_are_rejected_by_the_receiver(
+    make_client: Any, receiver: tuple[WebhookReceiver, str]
+) -> None:
+    hooks, url = receiver
+    client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET)
+    connect(client)
+    wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
+    genuine = hooks.deliveries[0]
+    signed_headers = {key: genuine["headers"][key]
+                      for key in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    tampered_body = genuine["body"].replace(b'"COMPLETED"', b'"FAILED"')
+    assert tampered_body != genuine["body"]
+    other_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    forged_signature = sign(
+        base64.b64decode(other_secret.removeprefix("whsec_")),
+        signed_headers["webhook-id"], int(signed_headers["webhook-timestamp"]), genuine["body"])
+    attempts = [
+        (tampered_body, signed_headers),
+        (genuine["body"], {**signed_headers, "webhook-signature": forged_signature}),
+        (genuine["body"], {**signed_headers, "webhook-id": "msg_other"}),
+        (genuine["body"], {**signed_headers,
+                           "webhook-timestamp": str(int(signed_headers["webhook-timestamp"]) + 1)}),
+    ]
+    for body, headers in attempts:
+        response = httpx.post(f"{url}/hooks", content=body,
+                              headers={**headers, "content-type": "application/json"})
+        assert response.status_code == 400
+    # The genuine one, replayed unchanged, still verifies: the check above is not vacuous.
+    replay = httpx.post(f"{url}/hooks", content=genuine["body"],
+                        headers={**signed_headers, "content-type": "application/json"})
+    assert replay.status_code == 204
+    assert len(hooks.verified) == 2
+
+
+def test_failures_are_retried_with_the_same_id_and_backoff(make_client: Any) -> None:
+    hooks = WebhookReceiver(SECRET, failures=2)
+    with server_thread(hooks.app) as url:
+        client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET,
+                             webhook_retry_delays=(0.05, 0.1, 0.2))
+        answer = connect(client)
+        wait_until(lambda: webhooks_of(client).in_flight == 0 and len(hooks.deliveries) >= 1,
+                   timeout=10, what="the webhook retries to end")
+    assert len(hooks.deliveries) == 3
+    assert {item["headers"]["webhook-id"] for item in hooks.deliveries} == {
+        f"msg_{answer['sessionId']}"}
+    assert all(item["payload"] is not None for item in hooks.deliveries)
+
+
+def test_retries_are_bounded_and_never_hold_up_the_result_page(make_client: Any) -> None:
+    hooks = WebhookReceiver(SECRET, failures=1000)
+    with server_thread(hooks.app) as url:
+        client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET,
+                             webhook_retry_delays=(0.3, 0.3))
+        connect(client)
+        # The result page is already rendered while the retries are still to come.
+        assert webhooks_of(client).in_flight == 1
+        assert len(hooks.deliveries) <= 1
+        wait_until(lambda: webhooks_of(client).in_flight == 0, timeout=10,
+                   what="the webhook retries to give up")
+    assert len(hooks.deliveries) == 3
+
+
+def test_per_token_webhook_url_receives_its_session(
+    make_client: Any, receiver: tuple[WebhookReceiver, str]
+) -> None:
+    hooks, url = receiver
+    client = make_client(webhook_secret=SECRET, allowed_origins=(PARTNER_ORIGIN, url))
+    answer = connect(client, webhookUrl=f"{url}/hooks")
+    wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
+    [event] = hooks.verified
+    assert event["data"]["id"] == answer["sessionId"]
+    session = client.post("/api/v1/connect/session/poll", json={"token": answer["token"]}).json()
+    assert "webhookUrl" not in json.dumps(session)
+
+
+def test_webhook_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env({"PORTAL_WEBHOOK_URL": "https://hooks.example/portal",
+                                  "PORTAL_WEBHOOK_SECRET": SECRET})
+    assert settings.webhook_url == "https://hooks.example/portal"
+    assert settings.webhook_secret == SECRET
+    with pytest.raises(SettingsError, match="PORTAL_WEBHOOK_SECRET is required"):
+        Settings.from_env({"PORTAL_WEBHOOK_URL": "https://hooks.example/portal"})
+    for bad in ("not-prefixed", "whsec_***", "whsec_" + base64.b64encode(b"short").decode()):
+        with pytest.raises(SettingsError, match="PORTAL_WEBHOOK_SECRET") as caught:
+            Settings.from_env({"PORTAL_WEBHOOK_SECRET": bad})
+        assert bad not in str(caught.value)
