@@ -369,3 +369,34 @@ def test_salesforce_signs_in_at_production_or_a_sandbox(portal: TestClient) -> N
         assert urlsplit(pressed.headers["location"]).netloc == host
     _, _, _, refused = start(portal, "salesforce", environment="evil.example")
     assert refused.status_code == 400 and 'id="environment-error"' in refused.text
+
+
+def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
+    make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path
+) -> None:
+    from tests.live_apps import WebhookReceiver
+    from tests.live_servers import server_thread, wait_until
+
+    secret = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    hooks = WebhookReceiver(secret)
+    catalog = tmp_path / "fake.json"
+    catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                  "clientSecret": CLIENT_SECRET}}}))
+    with server_thread(hooks.app) as url:
+        portal: TestClient = make_client(
+            catalog_paths=(str(catalog),), oauth_apps_file=str(apps), allow_http_loopback=True,
+            webhook_url=f"{url}/hooks", webhook_secret=secret)
+        completed_id, _, _, pressed = start(portal)
+        callback(portal, pressed, code="c-10")
+        denied_id, _, _, pressed = start(portal)
+        callback(portal, pressed, error="access_denied")
+        wait_until(lambda: len(hooks.verified) >= 2, timeout=10, what="two webhooks")
+    events = {event["data"]["id"]: event for event in hooks.verified}
+    assert events[completed_id]["type"] == "connect.session.completed"
+    assert events[denied_id]["type"] == "connect.session.failed"
+    assert events[denied_id]["data"]["errorCode"] == "OAUTH_ERROR"
+    raw = b"".join(delivery["body"] for delivery in hooks.deliveries).decode()
+    for value in ("fake-access-token-1", "fake-refresh-token-1", "c-10", CLIENT_SECRET):
+        assert value not in raw
