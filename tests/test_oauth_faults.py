@@ -400,3 +400,29 @@ def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
     raw = b"".join(delivery["body"] for delivery in hooks.deliveries).decode()
     for value in ("fake-access-token-1", "fake-refresh-token-1", "c-10", CLIENT_SECRET):
         assert value not in raw
+
+
+def test_a_callback_while_redis_is_down_answers_503_and_redeems_nothing(
+    make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path,
+    core_app: Starlette,
+) -> None:
+    from tests.test_redis_faults import RedisServer, free_port
+
+    own_redis = RedisServer(free_port())
+    own_redis.start()
+    try:
+        catalog = tmp_path / "fake.json"
+        catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+        apps = tmp_path / "apps.json"
+        apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                      "clientSecret": CLIENT_SECRET}}}))
+        portal: TestClient = make_client(catalog_paths=(str(catalog),), redis_url=own_redis.url,
+                                         oauth_apps_file=str(apps), allow_http_loopback=True)
+        _, _, _, pressed = start(portal)
+        own_redis.stop()
+        answer = callback(portal, pressed, code="c-11")
+        assert answer.status_code == 503
+        assert "The portal is busy" in answer.text
+        assert fake.state.requests == [] and received(core_app) == []
+    finally:
+        own_redis.stop()
