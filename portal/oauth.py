@@ -240,6 +240,12 @@ class ProviderClient:
             raise ProviderError(
                 "not_json", "The provider gave an answer that could not be read."
             ) from None
+        except Exception as exc:
+            # Whatever else goes wrong, the session must end FAILED rather than hang.
+            logger.error("token %s at %s failed: %s", what, host, type(exc).__name__)
+            raise ProviderError(
+                "unexpected", "The provider's answer could not be used."
+            ) from None
         return _token_set(dict(answer), settings.scope, host, what)
 
 

@@ -251,13 +251,12 @@ class OAuthFlow:
             return await self._failed(record, session, "OAUTH_ERROR",
                                       f"{integration.display_name} sent no authorization code.")
 
-        # From here on the code is redeemed once: CONNECTING refuses any second callback.
-        session = await self.flow.begin_connecting(session)
         app = await self._app(integration, option, AppChoice(record.custom_app_id))
         if app is None:
-            session = await self.flow.fail(session, "NO_OAUTH_APP",
-                                           "No OAuth app is set up for this integration.")
-            return Finished(self.flow.result(session), record.opener)
+            return await self._failed(record, session, "NO_OAUTH_APP",
+                                      "No OAuth app is set up for this integration.")
+        # From here on the code is redeemed once: CONNECTING refuses any second callback.
+        session = await self.flow.begin_connecting(session)
         endpoints = Endpoints(auth_url="", token_url=record.token_url, issuer=record.issuer,
                               iss_required=record.iss_required)
         try:
