@@ -110,7 +110,8 @@ def portal(make_client: Any, provider: tuple[str, Starlette], tmp_path: Path) ->
     app = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
     apps.write_text(json.dumps({"apps": {
         name: app for name in ("fake", "fakeshop", "fakejson", "fakejsonbasic", "fakeplatform",
-                               "shopify", "gmail", "notion", "salesforce")}}))
+                               "shopify", "gmail", "notion", "salesforce", "zendesk",
+                               "microsoft-outlook")}}))
     client: TestClient = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
                                      allow_http_loopback=True, oauth_timeout=0.5)
     return client
@@ -426,3 +427,17 @@ def test_a_callback_while_redis_is_down_answers_503_and_redeems_nothing(
         assert fake.state.requests == [] and received(core_app) == []
     finally:
         own_redis.stop()
+
+
+def test_zendesk_subdomain_and_microsoft_tenant_fill_the_provider_urls(
+    portal: TestClient,
+) -> None:
+    _, _, _, zendesk = start(portal, "zendesk", subdomain="acme")
+    assert zendesk.headers["location"].startswith(
+        "https://acme.zendesk.com/oauth/authorizations/new?")
+    _, _, _, common = start(portal, "microsoft-outlook", tenant="")
+    assert urlsplit(common.headers["location"]).path == "/common/oauth2/v2.0/authorize"
+    _, _, _, contoso = start(portal, "microsoft-outlook", tenant="contoso")
+    assert urlsplit(contoso.headers["location"]).path == "/contoso/oauth2/v2.0/authorize"
+    _, _, _, hostile = start(portal, "microsoft-outlook", tenant="../evil")
+    assert hostile.status_code == 400 and 'id="tenant-error"' in hostile.text
