@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -27,12 +27,16 @@ from portal.middleware import (
     SecurityHeadersMiddleware,
     security_headers,
 )
+from portal.oauth import ClientApp, ProviderClient
+from portal.oauth_apps import OAuthApps, load_platform_apps
+from portal.oauth_flow import OAuthFlow
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
+from portal.store.oauth_state import open_state_store
 from portal.tokens import Signer
 from portal.verification import CredentialChecker
-from portal.views import api, health, pages
+from portal.views import api, health, oauth, pages
 from portal.views.common import error_response
 from portal.webhooks import WebhookSender
 
@@ -45,14 +49,18 @@ def create_app(
     store: SessionStore | None = None,
     catalog: Catalog | None = None,
     core_transport: httpx.AsyncBaseTransport | None = None,
+    oauth_transport: httpx.AsyncBaseTransport | None = None,
+    oauth_apps: Mapping[str, ClientApp] | None = None,
 ) -> Starlette:
-    """Build the portal. `store`, `catalog` and `core_transport` are for tests and the demo."""
+    """Build the portal. `store`, `catalog`, the transports and `oauth_apps` (platform apps
+    besides PORTAL_OAUTH_APPS) are for tests and the demo."""
     # A bad catalog stops start-up here, naming the file, the entry and the field.
     catalog = catalog or load_catalog(settings.catalog_paths)
     if not settings.secret_keys:
         raise SettingsError("PORTAL_SECRET_KEYS is required")
     if not settings.core_api_url or not settings.core_api_key:
         raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
+    platform_apps = {**load_platform_apps(settings.oauth_apps_file), **(oauth_apps or {})}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -90,11 +98,19 @@ def create_app(
             checker=checker if settings.verify_credentials else None,
             webhooks=webhooks,
         )
+        oauth_states = open_state_store(settings.redis_url, prefix=settings.redis_prefix)
+        app.state.oauth = OAuthFlow(
+            flow=app.state.flow,
+            provider=ProviderClient(timeout=settings.oauth_timeout, transport=oauth_transport),
+            apps=OAuthApps(platform=platform_apps, core=core),
+            states=oauth_states,
+        )
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         try:
             yield
         finally:
+            await oauth_states.close()
             await checker.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
@@ -112,6 +128,9 @@ def create_app(
             Route("/connect", pages.open_link, methods=["GET"]),
             Route("/connect/s/{session_id}", pages.show_session, methods=["GET"]),
             Route("/connect/s/{session_id}", pages.submit_session, methods=["POST"]),
+            Route("/connect/s/{session_id}/oauth", oauth.start, methods=["POST"]),
+            Route("/oauth/callback", oauth.callback, methods=["GET"]),
+            Route("/api/v1/oauth/refresh", oauth.refresh, methods=["POST"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),

@@ -104,9 +104,11 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
 
 async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     from portal.app import create_app
+    from portal.catalog import Catalog
     from portal.credentials import CREDENTIAL_TYPES
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
+    from portal.demo.provider import SANDBOX_INTEGRATION, sandbox_for_demo
 
     portal_url = f"http://{host}:{port}"
     partner_url = f"http://{host}:{port + 1}"
@@ -126,15 +128,25 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
         if "PORTAL_VERIFY_CREDENTIALS" in os.environ else False,
     )
     catalog = load_catalog(settings.catalog_paths)
+    # A sandbox OAuth provider on the fourth port, so the demo can show an OAuth sign-in.
+    sandbox = sandbox_for_demo(host=host, port=port + 3, portal_url=portal_url)
+    oauth_apps = {}
+    if sandbox is not None:
+        catalog = Catalog([*catalog, sandbox.integration])
+        oauth_apps[sandbox.integration.name] = sandbox.client
+        settings = replace(settings, allow_http_loopback=True)
     apps = [
-        (create_app(settings, catalog=catalog), port),
+        (create_app(settings, catalog=catalog, oauth_apps=oauth_apps), port),
         (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
                             integrations=[item.name for item in catalog
                                           if any(option.type in CREDENTIAL_TYPES
-                                                 for option in item.auth_options)],
+                                                 for option in item.auth_options)
+                                          or item.name == SANDBOX_INTEGRATION],
                             partner_url=partner_url), port + 1),
         (create_core_app(core_key), port + 2),
     ]
+    if sandbox is not None:
+        apps.append((sandbox.app, port + 3))
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=app_port, access_log=False,
                                       log_config=None, lifespan="auto"))
@@ -145,7 +157,9 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
         f"  open the partner page:  {partner_url}/\n"
         f"  portal:                 {portal_url}\n"
         f"  demo core API:          {core_url}/  (connections it received)\n"
-        "Press Ctrl+C to stop.\n",
+        + (f"  sandbox OAuth provider: http://{host}:{port + 3}/  (connect Sandbox ID)\n"
+           if sandbox is not None else "")
+        + "Press Ctrl+C to stop.\n",
         flush=True,
     )
     await asyncio.gather(*(server.serve() for server in servers))

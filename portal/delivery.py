@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -104,6 +105,44 @@ class CoreApiClient:
                        response.status_code, session_id)
         text = message if isinstance(message, str) and message else "The platform refused it."
         raise DeliveryFailed("CORE_API_REJECTED", text[:300])
+
+    async def fetch_oauth_app(
+        self, app_id: str, *, integration_name: str
+    ) -> tuple[str, str] | None:
+        """GET /api/v1/oauth-apps/{id}: a customer's client id and secret, None if unknown.
+
+        Raises DeliveryFailed when the core API cannot answer. The secret is never logged.
+        """
+        try:
+            response = await self._http.get(
+                f"/api/v1/oauth-apps/{quote(app_id, safe='')}"
+            )
+        except httpx.TransportError as exc:
+            logger.warning("core API unreachable for OAuth app %s: %s", app_id,
+                           type(exc).__name__)
+            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+                                 "The platform could not be reached.") from None
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            logger.warning("core API answered %d for OAuth app %s", response.status_code, app_id)
+            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+                                 "The platform could not give its OAuth app.")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        app = payload.get("oauthApp") if isinstance(payload, dict) else None
+        client_id = app.get("clientId") if isinstance(app, dict) else None
+        secret = app.get("clientSecret") if isinstance(app, dict) else None
+        owner = app.get("integrationName") if isinstance(app, dict) else None
+        if not (isinstance(client_id, str) and client_id and isinstance(secret, str) and secret):
+            logger.error("core API gave OAuth app %s without client credentials", app_id)
+            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+        if owner is not None and owner != integration_name:
+            logger.warning("OAuth app %s belongs to another integration", app_id)
+            return None
+        return client_id, secret
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -224,8 +224,9 @@ class ConnectFlow:
         )
 
     def runnable_options(self, integration: Integration) -> tuple[AuthOption, ...]:
-        """The options this portal can run now (OAuth belongs to another family)."""
-        return tuple(item for item in integration.auth_options if item.type in CREDENTIAL_TYPES)
+        """The options this portal can run: credential forms and OAuth (oauth_flow.py)."""
+        return tuple(item for item in integration.auth_options
+                     if item.type in CREDENTIAL_TYPES or item.type.is_oauth)
 
     def _check_runnable(self, request: ConnectRequest) -> None:
         if request.integration_name is None:
@@ -301,6 +302,8 @@ class ConnectFlow:
         option = self.auth_option(session, integration)
         if option is None:
             raise ValidationFailed("Choose how to connect first.")
+        if option.type.is_oauth:
+            raise ValidationFailed("This app connects by signing in, not with a form.")
         result: FormResult = read_form(
             option, form, allow_http_loopback=self.settings.allow_http_loopback
         )
@@ -320,6 +323,24 @@ class ConnectFlow:
         session = await self._transition(session, SessionStatus.CONNECTING)
         body = connection_body(session, option, result.credentials)
         # Once CONNECTING, finish even if the browser goes away mid-request.
+        return await asyncio.shield(self._deliver(session, body))
+
+    # -- for the OAuth family (oauth_flow.py) -------------------------------------------
+    async def remember_auth_method(self, session: ConnectSession, key: str) -> ConnectSession:
+        return await self._transition(session, SessionStatus.PENDING, auth_method_key=key)
+
+    async def begin_connecting(self, session: ConnectSession) -> ConnectSession:
+        return await self._transition(session, SessionStatus.CONNECTING)
+
+    async def fail(self, session: ConnectSession, code: str, message: str) -> ConnectSession:
+        logger.warning("session %s failed: %s", session.id, code)
+        session = await self._transition(session, SessionStatus.FAILED, error=message,
+                                         error_code=code)
+        self._finished(session)
+        return session
+
+    async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
+        """Send a CONNECTING session's connection; finishes even if the browser goes away."""
         return await asyncio.shield(self._deliver(session, body))
 
     async def _deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:

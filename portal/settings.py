@@ -46,6 +46,9 @@ class Settings:
     verification_timeout: float = 5.0
     # Tests and development only: lets the SSRF guard accept plain http to loopback.
     allow_http_loopback: bool = False
+    # The platform's own OAuth apps (client id and secret per integration); docs/oauth.md.
+    oauth_apps_file: str | None = None
+    oauth_timeout: float = 10.0
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
@@ -115,6 +118,8 @@ class Settings:
             verification_timeout=_number(env, "PORTAL_VERIFY_TIMEOUT", cls.verification_timeout,
                                          0.5, 30),
             allow_http_loopback=_flag(env, "PORTAL_ALLOW_HTTP_LOOPBACK", default=False),
+            oauth_apps_file=_optional(env, "PORTAL_OAUTH_APPS"),
+            oauth_timeout=_number(env, "PORTAL_OAUTH_TIMEOUT", cls.oauth_timeout, 0.5, 60),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),

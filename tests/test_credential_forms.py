@@ -256,9 +256,9 @@ def test_several_options_let_the_user_choose_and_a_fixed_key_skips_the_choice(
     assert "How do you want to connect?" in chooser
     for label in ("Account details", "API token", "User and password"):
         assert label in chooser
-    assert 'value="oauth2"' not in chooser  # the OAuth flow is another family, not here yet
+    assert 'value="oauth2"' in chooser  # signing in is one of the ways
     assert 'class="connect-form"' not in chooser
-    wrong = submit(acme, page_path, csrf, action="auth_method", auth_method="oauth2")
+    wrong = submit(acme, page_path, csrf, action="auth_method", auth_method="no-such-way")
     assert wrong.status_code == 400
     chosen = submit(acme, page_path, csrf, action="auth_method", auth_method="token")
     assert chosen.status_code == 303
@@ -273,22 +273,17 @@ def test_several_options_let_the_user_choose_and_a_fixed_key_skips_the_choice(
     assert 'id="username"' in acme.get(fixed_path).text
 
 
-def test_minting_an_oauth_option_is_refused_until_the_oauth_flow_exists(
-    acme: TestClient,
-) -> None:
-    only = acme.post("/api/v1/connect/token", headers=AUTH, json={
-        "integrationName": "acme-oauth", "connectionName": "c", "externalId": "e",
-        "workspaceId": "w"})
-    assert only.status_code == 400
-    assert only.json()["code"] == "VALIDATION_ERROR"
-    assert only.json()["details"]["fields"] == {
-        "integrationName": "The OAuth flow is not available yet."}
-    chosen = acme.post("/api/v1/connect/token", headers=AUTH, json={
-        "integrationName": "acme-api", "authMethodKey": "oauth2", "connectionName": "c",
-        "externalId": "e", "workspaceId": "w"})
-    assert chosen.status_code == 400
-    assert chosen.json()["details"]["fields"]["authMethodKey"].startswith(
-        "The OAuth flow is not available yet")
+def test_minting_an_oauth_option_opens_the_sign_in_hand_off(acme: TestClient) -> None:
+    only = mint(acme, integrationName="acme-oauth")
+    page_path, _ = open_page(acme, only["token"])
+    page = acme.get(page_path)
+    assert f'action="{page_path}/oauth"' in page.text
+    assert "Sign in with Acme OAuth" in page.text
+    # The hand-off form leads to the provider's sign-in page, so CSP must allow it.
+    assert "form-action 'self' https://acme.example" in page.headers["content-security-policy"]
+    chosen = mint(acme, integrationName="acme-api", authMethodKey="oauth2")
+    chosen_path, _ = open_page(acme, chosen["token"])
+    assert f'action="{chosen_path}/oauth"' in acme.get(chosen_path).text
 
 
 def test_picker_search_works_without_javascript(acme: TestClient) -> None:
@@ -296,7 +291,7 @@ def test_picker_search_works_without_javascript(acme: TestClient) -> None:
     page_path, csrf = open_page(acme, answer["token"])
     everything = acme.get(page_path).text
     assert 'data-name="acme-api"' in everything
-    assert 'data-name="acme-oauth"' not in everything  # nothing it could connect here
+    assert 'data-name="acme-oauth"' in everything  # connected by signing in
     searched = acme.get(page_path, params={"q": "every field"}).text
 
     def visible(page: str) -> set[str]:
@@ -320,7 +315,7 @@ def test_picker_search_works_without_javascript(acme: TestClient) -> None:
 def test_picker_refuses_an_integration_it_cannot_run(acme: TestClient) -> None:
     answer = mint(acme, integrationName=None)
     page_path, csrf = open_page(acme, answer["token"])
-    refused = submit(acme, page_path, csrf, action="choose", integration="acme-oauth")
+    refused = submit(acme, page_path, csrf, action="choose", integration="no-such-app")
     assert refused.status_code == 404
     assert "This app is not available" in refused.text
 
@@ -331,13 +326,15 @@ def test_every_builtin_entry_renders_its_form(client: TestClient) -> None:
             response = client.post("/api/v1/connect/token", headers=AUTH, json={
                 "integrationName": integration.name, "authMethodKey": option.key,
                 "connectionName": "c", "externalId": "e", "workspaceId": "w"})
-            if option.type.is_oauth:
-                assert response.status_code == 400, integration.name
-                continue
             assert response.status_code == 200, (integration.name, response.text)
             page_path, _ = open_page(client, response.json()["token"])
             page = client.get(page_path).text
             assert f"Connect {html.escape(integration.display_name)}" in page
+            if option.type.is_oauth:
+                assert f'action="{page_path}/oauth"' in page, integration.name
+                for item in option.inputs:
+                    assert f'id="{item.key}"' in page, (integration.name, item.key)
+                continue
             for item in option.inputs:
                 assert f'id="{item.key}"' in page, (integration.name, item.key)
                 assert html.escape(item.display_name) in page, (integration.name, item.key)

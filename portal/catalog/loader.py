@@ -41,7 +41,7 @@ _SECRET_TEXT_KEYS = {"placeholder", "pattern", "verification"}
 _BASIC_KEYS = {"username", "password", "verification"}
 _CUSTOM_KEYS = {"props", "verification"}
 _OAUTH_KEYS = {"authUrl", "tokenUrl", "scope", "pkce", "authorizationMethod", "extraParams",
-               "props"}
+               "props", "issuer", "issParameterSupported", "tokenRequestFormat"}
 _FIELD_KEYS = {"type", "displayName", "description", "required", "defaultValue",
                "placeholder", "pattern", "min", "max", "format", "options", "markdown"}
 _BASIC_FIELD_KEYS = {"displayName", "description", "placeholder", "pattern"}
@@ -363,7 +363,7 @@ def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...]) -> OAuthSe
     method = raw.get("authorizationMethod", "BODY")
     if method not in {"HEADER", "BODY"}:
         raise CatalogError(f"{where}: authorizationMethod: must be HEADER or BODY")
-    pkce = raw.get("pkce", False)
+    pkce = raw.get("pkce", True)  # PKCE unless the entry says the provider refuses it
     if not isinstance(pkce, bool):
         raise CatalogError(f"{where}: pkce: must be true or false")
     scope = raw.get("scope", "")
@@ -378,9 +378,19 @@ def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...]) -> OAuthSe
                 "code_challenge_method", "response_type"} & set(extra)
     if reserved:
         raise CatalogError(f"{where}: extraParams: {sorted(reserved)[0]} is set by the portal")
+    issuer = _optional_string(raw, "issuer", where)
+    if issuer is not None:
+        _url_template(issuer, f"{where}: issuer", props)
+    iss_supported = raw.get("issParameterSupported", False)
+    if not isinstance(iss_supported, bool):
+        raise CatalogError(f"{where}: issParameterSupported: must be true or false")
+    token_format = raw.get("tokenRequestFormat", "FORM")
+    if token_format not in {"FORM", "JSON"}:
+        raise CatalogError(f"{where}: tokenRequestFormat: must be FORM or JSON")
     return OAuthSettings(
         auth_url=urls["authUrl"], token_url=urls["tokenUrl"], scope=scope.strip(), pkce=pkce,
         authorization_method=method, extra_params=tuple(extra.items()),
+        issuer=issuer, iss_parameter_supported=iss_supported, token_request_format=token_format,
     )
 
 

@@ -128,9 +128,14 @@ class OAuthSettings:
     auth_url: str
     token_url: str
     scope: str = ""
-    pkce: bool = False
+    pkce: bool = True
     authorization_method: str = "BODY"  # HEADER: client credentials as HTTP basic auth
     extra_params: tuple[tuple[str, str], ...] = ()
+    # RFC 9207: the provider's issuer identifier (default: the origin of `auth_url`), and
+    # whether it always sends `iss` in the authorization response.
+    issuer: str | None = None
+    iss_parameter_supported: bool = False
+    token_request_format: str = "FORM"  # JSON: the token request body is a JSON object
 
     def public(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,10 @@ SECRET_FIELDS = ("secretText", "password", "accessToken", "refreshToken")
 
 
 def create_core_app(api_key: str) -> Starlette:
+    """`app.state.oauth_apps` maps an OAuth app id to `{integrationName, clientId,
+    clientSecret}`: the customers' own apps, served to the portal by id."""
     connections: list[dict[str, Any]] = []
+    oauth_apps: dict[str, dict[str, str]] = {}
     by_idempotency_key: dict[str, dict[str, Any]] = {}
     templates = Jinja2Templates(directory=templates_dir())
 
@@ -58,6 +61,16 @@ def create_core_app(api_key: str) -> Starlette:
             return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
         return JSONResponse({"connections": connections})
 
+    async def oauth_app(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        app_id = request.path_params["app_id"]
+        request.app.state.oauth_app_requests.append(app_id)
+        found = oauth_apps.get(app_id)
+        if found is None:
+            return JSONResponse({"error": "No such OAuth app", "code": "NOT_FOUND"}, 404)
+        return JSONResponse({"oauthApp": {"id": app_id, **found}})
+
     async def page(request: Request) -> Response:
         rows = [{**record, "body": _masked(record["body"])} for record in reversed(connections)]
         response: Response = templates.TemplateResponse(
@@ -69,9 +82,12 @@ def create_core_app(api_key: str) -> Starlette:
         Route("/", page),
         Route("/api/v1/connections", create, methods=["POST"]),
         Route("/api/v1/connections", list_json, methods=["GET"]),
+        Route("/api/v1/oauth-apps/{app_id}", oauth_app, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ])
     app.state.connections = connections
+    app.state.oauth_apps = oauth_apps
+    app.state.oauth_app_requests = []
     return app
 
 

@@ -135,6 +135,11 @@ def render_form(
     assert integration is not None
     option = flow.auth_option(session, integration)
     assert option is not None
+    if option.type.is_oauth:
+        from portal.views.oauth import render_start
+
+        return render_start(request, flow, session, integration, option, csrf, rejected,
+                            status_code)
     # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
     allow_form_action(request.state, *flow.redirect_origins(session))
     response = render(request, "connect.html", {

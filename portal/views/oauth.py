@@ -1,0 +1,112 @@
+"""OAuth pages and API: the hand-off form, the provider's callback, the refresh service."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from portal.catalog import AuthOption, Integration
+from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.middleware import allow_form_action
+from portal.oauth_flow import STATE_TTL, OAuthFlow
+from portal.sessions import ConnectSession
+from portal.views.common import flow_of, json_response, read_json, require_api_key
+from portal.views.pages import (
+    BINDING_COOKIE,
+    MAX_FORM_FIELDS,
+    MAX_FORM_PART,
+    render,
+    render_result,
+)
+
+# Binds a flow to the browser that started it; the callback compares it with the state.
+BROWSER_COOKIE = "portal_oauth"
+
+
+def oauth_of(request: Request) -> OAuthFlow:
+    oauth: OAuthFlow = request.app.state.oauth
+    return oauth
+
+
+def render_start(
+    request: Request,
+    flow: ConnectFlow,
+    session: ConnectSession,
+    integration: Integration,
+    option: AuthOption,
+    csrf: str,
+    rejected: FormRejected,
+    status_code: int = 200,
+) -> Response:
+    """The hand-off page: a sign-in button, after the props the provider's URLs need."""
+    # The form's answer is a redirect to the provider's sign-in page (or, when the flow
+    # cannot start, to the partner's redirect URI); CSP form-action must allow both.
+    allow_form_action(request.state, OAuthFlow.form_action_source(option),
+                      *flow.redirect_origins(session))
+    return render(request, "oauth_start.html", {
+        "session": session,
+        "integration": integration,
+        "option": option,
+        "csrf_token": csrf,
+        "errors": rejected.errors,
+        "values": rejected.values,
+    }, status_code=status_code)
+
+
+async def start(request: Request) -> Response:
+    """`POST /connect/s/{id}/oauth`: keep the flow's state, send the browser to sign in."""
+    flow = flow_of(request)
+    session, binding = await flow.bound_session(
+        request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
+    )
+    async with request.form(
+        max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
+    ) as form_data:
+        form = {key: value for key, value in form_data.items() if isinstance(value, str)}
+    flow.check_csrf(binding, form.get("csrf_token"), origin=request.headers.get("origin"),
+                    fetch_site=request.headers.get("sec-fetch-site"))
+    if session.status.is_final:
+        return render_result(request, flow.result(session))
+    outcome = await oauth_of(request).start(session, form, request.cookies.get(BROWSER_COOKIE))
+    if isinstance(outcome, ConnectResult):
+        return _finish_response(request, outcome, opener=form.get("opener") == "1")
+    if isinstance(outcome, FormRejected):
+        integration = flow.integration_of(session)
+        option = flow.auth_option(session, integration) if integration else None
+        assert integration is not None and option is not None
+        return render_start(request, flow, session, integration, option,
+                            flow.signer.csrf_token(binding), outcome, status_code=400)
+    response = RedirectResponse(outcome.authorize_url, status_code=303)
+    response.set_cookie(
+        BROWSER_COOKIE,
+        outcome.browser_id,
+        max_age=STATE_TTL,
+        # Sent to the start too, so flows started side by side in one browser share it.
+        path="/",
+        secure=flow.settings.secure_cookies,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back to us
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+async def callback(request: Request) -> Response:
+    """`GET /oauth/callback`: the provider's answer. Redeems the code at most once."""
+    params = {key: value for key, value in request.query_params.items()}
+    finished = await oauth_of(request).finish(params, request.cookies.get(BROWSER_COOKIE))
+    return _finish_response(request, finished.result, opener=finished.opener)
+
+
+def _finish_response(request: Request, result: ConnectResult, *, opener: bool) -> Response:
+    if result.redirect_url and not opener:
+        return RedirectResponse(result.redirect_url, status_code=303)
+    # The session page shows the result (and tells the opener) without the code in the URL.
+    return RedirectResponse(f"/connect/s/{result.session.id}", status_code=303)
+
+
+async def refresh(request: Request) -> Response:
+    """`POST /api/v1/oauth/refresh` (API key): fresh tokens for the core API."""
+    require_api_key(request)
+    body = await read_json(request)
+    return json_response(await oauth_of(request).refresh(body))

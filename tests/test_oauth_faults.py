@@ -1,0 +1,443 @@
+"""The OAuth connect when the provider misbehaves, against a stand-in provider served over
+real HTTP on loopback (a real provider cannot be made to fail on demand): token endpoint
+down, slow, 5xx, not JSON, `invalid_client`, an error description full of HTML; props
+kept with the state and never read from the callback; provider quirks (extra authorize
+parameters, scope from the token, provider fields in `data`); hostile shop names."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from markupsafe import escape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from tests.catalog_server import free_socket, serve
+from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received
+from tests.test_ssrf import HOSTILE_SHOPS
+
+CLIENT_ID = "fake-client"
+CLIENT_SECRET = "fake-secret-Lp3Qz8Rw1Tx6Vy0Bn4Mc7Kd2Jf9"
+HOSTILE_DESCRIPTION = '<script>alert("x")</script><b>bad</b>'
+
+
+def fake_provider() -> Starlette:
+    """A token endpoint whose answer `app.state.mode` chooses; it records each request."""
+    async def token(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            form = await request.json()
+        else:
+            form = dict(await request.form())
+        request.app.state.requests.append({"path": request.url.path, "form": form,
+                                           "content_type": content_type,
+                                           "authorization": request.headers.get("authorization")})
+        mode = request.app.state.mode
+        if mode == "slow":
+            await asyncio.sleep(10)
+        if mode == "5xx":
+            return PlainTextResponse("upstream broke", status_code=502)
+        if mode == "not_json":
+            return PlainTextResponse("<html>maintenance</html>", status_code=200)
+        if mode == "invalid_client":
+            return JSONResponse({"error": "invalid_client",
+                                 "error_description": HOSTILE_DESCRIPTION}, status_code=401)
+        return JSONResponse({
+            "access_token": "fake-access-token-1", "refresh_token": "fake-refresh-token-1",
+            "token_type": "bearer", "expires_in": "7200", "scope": "read",
+            "instance_url": "https://acme.my.salesforce.example", "workspace_id": "ws-9",
+        })
+
+    app = Starlette(routes=[Route("/{shop}/token", token, methods=["POST"]),
+                            Route("/token", token, methods=["POST"])])
+    app.state.mode = "ok"
+    app.state.requests = []
+    return app
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[tuple[str, Starlette]]:
+    app = fake_provider()
+    with serve(app, free_socket()) as url:
+        yield url, app
+
+
+@pytest.fixture
+def fake(provider: tuple[str, Starlette]) -> Iterator[Starlette]:
+    app = provider[1]
+    app.state.mode = "ok"
+    app.state.requests.clear()
+    yield app
+
+
+def entries(url: str) -> list[dict[str, Any]]:
+    def entry(name: str, **option: Any) -> dict[str, Any]:
+        return {"name": name, "displayName": name.title(), "category": "Testing",
+                "description": "A stand-in provider.", "website": "https://fake.example",
+                "authOptions": [{"key": "oauth2", "type": "OAUTH2", "displayName": "Sign in",
+                                 "scope": "read write", **option}]}
+    return [
+        entry("fake", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token",
+              authorizationMethod="HEADER", extraParams={"access_type": "offline"}),
+        entry("fakeshop", authUrl=f"{url}/{{shop}}/authorize", tokenUrl=f"{url}/{{shop}}/token",
+              props={"shop": {"type": "SHORT_TEXT", "displayName": "Shop", "required": True,
+                              "format": "subdomain"}}),
+        entry("fakejson", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token",
+              tokenRequestFormat="JSON"),
+        entry("fakejsonbasic", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token",
+              tokenRequestFormat="JSON", authorizationMethod="HEADER"),
+        {**entry("fakeplatform", authUrl=f"{url}/authorize", tokenUrl=f"{url}/token"),
+         "authOptions": [{"key": "oauth2", "type": "PLATFORM_OAUTH2", "displayName": "Sign in",
+                          "authUrl": f"{url}/authorize", "tokenUrl": f"{url}/token"}]},
+    ]
+
+
+@pytest.fixture
+def portal(make_client: Any, provider: tuple[str, Starlette], tmp_path: Path) -> TestClient:
+    catalog = tmp_path / "fake.json"
+    catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+    apps = tmp_path / "apps.json"
+    app = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+    apps.write_text(json.dumps({"apps": {
+        name: app for name in ("fake", "fakeshop", "fakejson", "fakejsonbasic", "fakeplatform",
+                               "shopify", "gmail", "notion", "salesforce", "zendesk",
+                               "microsoft-outlook")}}))
+    client: TestClient = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
+                                     allow_http_loopback=True, oauth_timeout=0.5)
+    return client
+
+
+def start(portal: TestClient, integration: str = "fake", mint_args: dict[str, str] | None = None,
+          **fields: str) -> tuple[str, str, TestClient, Any]:
+    answer = mint(portal, integrationName=integration, authMethodKey="oauth2",
+                  **(mint_args or {}))
+    page_path, csrf = open_page(portal, answer["token"])
+    pressed = portal.post(f"{page_path}/oauth", data={"csrf_token": csrf, **fields},
+                          headers={"Origin": PORTAL_URL})
+    return answer["sessionId"], page_path, portal, pressed
+
+
+def callback(portal: TestClient, pressed: Any, **params: str) -> Any:
+    state = parse_qs(urlsplit(pressed.headers["location"]).query)["state"][0]
+    return portal.get("/oauth/callback?" + urlencode({"state": state, **params}))
+
+
+def session_of(portal: TestClient, session_id: str) -> dict[str, Any]:
+    session: dict[str, Any] = portal.get(f"/api/v1/connect/session/{session_id}",
+                                         headers=AUTH).json()["session"]
+    return session
+
+
+def test_provider_quirks_reach_the_core_api(portal: TestClient, fake: Starlette,
+                                            core_app: Starlette) -> None:
+    session_id, _, _, pressed = start(portal)
+    query = parse_qs(urlsplit(pressed.headers["location"]).query)
+    assert query["access_type"] == ["offline"] and query["scope"] == ["read write"]
+    # No `iss` and the entry does not declare it: accepted (RFC 9207 applies when it is).
+    assert callback(portal, pressed, code="c-1").status_code == 303
+    [request] = fake.state.requests
+    assert request["authorization"].startswith("Basic ")  # HEADER: client_secret_basic
+    assert "client_secret" not in request["form"]
+    assert request["form"]["code"] == "c-1"
+    assert request["form"]["redirect_uri"] == f"{PORTAL_URL}/oauth/callback"
+    assert len(request["form"]["code_verifier"]) >= 43
+    body = received(core_app)[0]["body"]
+    assert body["expiresIn"] == 7200 and body["scope_oauth"] == "read"  # the token's scope
+    assert body["data"] == {"instance_url": "https://acme.my.salesforce.example",
+                            "workspace_id": "ws-9"}
+    assert session_of(portal, session_id)["status"] == "COMPLETED"
+
+
+def test_props_are_kept_with_the_state_and_never_read_from_the_callback(
+    portal: TestClient, fake: Starlette, core_app: Starlette,
+) -> None:
+    _, _, _, pressed = start(portal, "fakeshop", shop="Acme")
+    assert urlsplit(pressed.headers["location"]).path == "/acme/authorize"
+    callback(portal, pressed, code="c-2", shop="evil")
+    [request] = fake.state.requests
+    assert request["path"] == "/acme/token"
+    assert request["authorization"] is None  # BODY: client_secret_post
+    assert request["form"]["client_secret"] == CLIENT_SECRET
+    assert received(core_app)[0]["body"]["props"] == {"shop": "acme"}
+
+
+@pytest.mark.parametrize("shop", HOSTILE_SHOPS)
+def test_hostile_shop_names_are_refused_before_anything_is_kept(
+    portal: TestClient, redis_client: Any, redis_prefix: str, shop: str
+) -> None:
+    session_id, _, _, pressed = start(portal, "shopify", shop=shop)
+    assert pressed.status_code == 400
+    assert 'id="shop-error"' in pressed.text
+    assert redis_client.keys(f"{redis_prefix}oauth-state:*") == []
+    assert session_of(portal, session_id)["status"] == "PENDING"
+
+
+def test_a_good_shop_signs_in_at_that_shop(portal: TestClient) -> None:
+    _, _, _, pressed = start(portal, "shopify", shop="acme-store")
+    assert pressed.headers["location"].startswith(
+        "https://acme-store.myshopify.com/admin/oauth/authorize?")
+
+
+def test_google_and_notion_get_their_extra_authorize_parameters(portal: TestClient) -> None:
+    *_, google = start(portal, "gmail")
+    query = parse_qs(urlsplit(google.headers["location"]).query)
+    assert (query["access_type"], query["prompt"]) == (["offline"], ["consent"])
+    assert query["code_challenge_method"] == ["S256"]
+    _, _, _, notion = start(portal, "notion")
+    assert parse_qs(urlsplit(notion.headers["location"]).query)["owner"] == ["user"]
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    ("5xx", "HTTP 502"),
+    ("not_json", "could not be read"),
+    ("slow", "did not answer in time"),
+    ("invalid_client", "invalid_client"),
+])
+def test_token_endpoint_failures_end_the_session_failed(
+    portal: TestClient, fake: Starlette, core_app: Starlette, mode: str, reason: str,
+) -> None:
+    fake.state.mode = mode
+    session_id, page_path, _, pressed = start(portal)
+    assert callback(portal, pressed, code="c-3").status_code == 303
+    session = session_of(portal, session_id)
+    assert (session["status"], session["errorCode"]) == ("FAILED", "TOKEN_EXCHANGE_FAILED")
+    assert reason in session["error"]
+    assert len(session["error"]) <= 200
+    assert received(core_app) == []
+    page = portal.get(page_path).text
+    assert "<script>alert" not in page and "<b>bad" not in page
+    if mode == "invalid_client":
+        assert str(escape(session["error"])) in page  # shown, escaped
+
+
+def test_token_endpoint_down_ends_the_session_failed(
+    make_client: Any, tmp_path: Path, core_app: Starlette
+) -> None:
+    closed = free_socket()  # bound, never listening: connections are refused
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    catalog = tmp_path / "down.json"
+    catalog.write_text(json.dumps({"integrations": entries(url)}))
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                  "clientSecret": CLIENT_SECRET}}}))
+    portal: TestClient = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
+                                     allow_http_loopback=True)
+    session_id, _, _, pressed = start(portal)
+    callback(portal, pressed, code="c-4")
+    closed.close()
+    session = session_of(portal, session_id)
+    assert (session["status"], session["errorCode"]) == ("FAILED", "TOKEN_EXCHANGE_FAILED")
+    assert session["error"] == "The provider could not be reached."
+    assert received(core_app) == []
+
+
+def test_an_authorization_error_with_html_is_shown_escaped_and_capped(
+    portal: TestClient, fake: Starlette, core_app: Starlette
+) -> None:
+    session_id, page_path, _, pressed = start(portal)
+    callback(portal, pressed, error="server_error",
+             error_description=HOSTILE_DESCRIPTION + "x" * 500)
+    session = session_of(portal, session_id)
+    assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
+    assert len(session["error"]) <= 200
+    page = portal.get(page_path).text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;" in page
+    assert fake.state.requests == [] and received(core_app) == []
+
+
+def test_a_callback_without_a_code_fails_and_exchanges_nothing(
+    portal: TestClient, fake: Starlette
+) -> None:
+    session_id, _, _, pressed = start(portal)
+    callback(portal, pressed)
+    assert session_of(portal, session_id)["errorCode"] == "OAUTH_ERROR"
+    assert fake.state.requests == []
+
+
+def test_two_flows_of_one_session_redeem_one_code(
+    portal: TestClient, fake: Starlette, core_app: Starlette
+) -> None:
+    answer = mint(portal, integrationName="fake")
+    page_path, csrf = open_page(portal, answer["token"])
+    first, second = (portal.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                                 headers={"Origin": PORTAL_URL}) for _ in range(2))
+    assert callback(portal, first, code="c-5").status_code == 303
+    refused = callback(portal, second, code="c-6")
+    assert refused.status_code == 409
+    assert [r["form"]["code"] for r in fake.state.requests] == ["c-5"]
+    assert len(received(core_app)) == 1
+
+
+@pytest.mark.parametrize(("integration", "basic"), [("fakejson", False),
+                                                    ("fakejsonbasic", True)])
+def test_a_json_token_request_for_providers_that_need_one(
+    portal: TestClient, fake: Starlette, core_app: Starlette, integration: str, basic: bool
+) -> None:
+    session_id, _, _, pressed = start(portal, integration)
+    callback(portal, pressed, code="c-7")
+    [request] = fake.state.requests
+    assert request["content_type"] == "application/json"
+    assert request["form"]["code"] == "c-7"
+    assert request["form"]["grant_type"] == "authorization_code"
+    if basic:
+        assert request["authorization"].startswith("Basic ")
+        assert "client_secret" not in request["form"]
+    else:
+        assert request["authorization"] is None
+        assert (request["form"]["client_id"], request["form"]["client_secret"]) == (
+            CLIENT_ID, CLIENT_SECRET)
+    assert session_of(portal, session_id)["status"] == "COMPLETED"
+
+
+def test_a_wrong_iss_redeems_nothing_anywhere(portal: TestClient, fake: Starlette) -> None:
+    session_id, _, _, pressed = start(portal)
+    callback(portal, pressed, code="c-8", iss="https://other-provider.example")
+    assert session_of(portal, session_id)["errorCode"] == "OAUTH_ERROR"
+    assert fake.state.requests == []
+
+
+def test_platform_oauth2_always_uses_the_platforms_app(
+    portal: TestClient, core_app: Starlette
+) -> None:
+    core_app.state.oauth_apps["app-1"] = {"integrationName": "fakeplatform",
+                                          "clientId": "customer", "clientSecret": "c-secret"}
+    _, _, _, pressed = start(portal, "fakeplatform",
+                             {"oauthAppMode": "custom", "oauthAppId": "app-1"})
+    assert parse_qs(urlsplit(pressed.headers["location"]).query)["client_id"] == [CLIENT_ID]
+    assert core_app.state.oauth_app_requests == []
+
+
+def test_a_customers_app_is_fetched_once_and_kept_briefly(
+    portal: TestClient, fake: Starlette, core_app: Starlette
+) -> None:
+    core_app.state.oauth_apps["app-2"] = {"integrationName": "fake",
+                                          "clientId": "customer-2", "clientSecret": "c2-secret"}
+    custom = {"oauthAppMode": "custom", "oauthAppId": "app-2"}
+    for _ in range(2):
+        _, _, _, pressed = start(portal, "fake", custom)
+        callback(portal, pressed, code="c-9")
+    assert core_app.state.oauth_app_requests == ["app-2"]
+    assert [r["authorization"] for r in fake.state.requests] == [
+        "Basic " + base64.b64encode(b"customer-2:c2-secret").decode()] * 2
+    assert [c["body"]["oauthAppId"] for c in received(core_app)] == ["app-2", "app-2"]
+
+
+def test_refresh_uses_the_props_for_the_token_url_and_checks_them(
+    portal: TestClient, fake: Starlette
+) -> None:
+    refreshed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "fakeshop", "refreshToken": "r-1", "props": {"shop": "acme"}})
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["data"] == {"instance_url": "https://acme.my.salesforce.example",
+                                        "workspace_id": "ws-9"}
+    [request] = fake.state.requests
+    assert request["path"] == "/acme/token"
+    assert request["form"]["grant_type"] == "refresh_token"
+    assert request["form"]["refresh_token"] == "r-1"
+    for shop in ("evil.com#", "127.0.0.1", "a@b"):
+        hostile = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+            "integrationName": "fakeshop", "refreshToken": "r-1", "props": {"shop": shop}})
+        assert hostile.status_code == 400
+        assert "props.shop" in hostile.json()["details"]["fields"]
+    assert len(fake.state.requests) == 1
+
+
+def test_refresh_when_the_provider_fails_is_a_502(portal: TestClient, fake: Starlette) -> None:
+    fake.state.mode = "5xx"
+    failed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "fake", "refreshToken": "r-2"})
+    assert failed.status_code == 502
+    assert failed.json()["code"] == "REFRESH_FAILED"
+    assert failed.json()["details"]["reason"] == "status_502"
+
+
+def test_salesforce_signs_in_at_production_or_a_sandbox(portal: TestClient) -> None:
+    page_path = open_page(portal, mint(portal, integrationName="salesforce")["token"])[0]
+    assert 'id="environment"' in portal.get(page_path).text
+    for environment, host in (("login", "login.salesforce.com"), ("test", "test.salesforce.com")):
+        _, _, _, pressed = start(portal, "salesforce", environment=environment)
+        assert urlsplit(pressed.headers["location"]).netloc == host
+    _, _, _, refused = start(portal, "salesforce", environment="evil.example")
+    assert refused.status_code == 400 and 'id="environment-error"' in refused.text
+
+
+def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
+    make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path
+) -> None:
+    from tests.live_apps import WebhookReceiver
+    from tests.live_servers import server_thread, wait_until
+
+    secret = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    hooks = WebhookReceiver(secret)
+    catalog = tmp_path / "fake.json"
+    catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                  "clientSecret": CLIENT_SECRET}}}))
+    with server_thread(hooks.app) as url:
+        portal: TestClient = make_client(
+            catalog_paths=(str(catalog),), oauth_apps_file=str(apps), allow_http_loopback=True,
+            webhook_url=f"{url}/hooks", webhook_secret=secret)
+        completed_id, _, _, pressed = start(portal)
+        callback(portal, pressed, code="c-10")
+        denied_id, _, _, pressed = start(portal)
+        callback(portal, pressed, error="access_denied")
+        wait_until(lambda: len(hooks.verified) >= 2, timeout=10, what="two webhooks")
+    events = {event["data"]["id"]: event for event in hooks.verified}
+    assert events[completed_id]["type"] == "connect.session.completed"
+    assert events[denied_id]["type"] == "connect.session.failed"
+    assert events[denied_id]["data"]["errorCode"] == "OAUTH_ERROR"
+    raw = b"".join(delivery["body"] for delivery in hooks.deliveries).decode()
+    for value in ("fake-access-token-1", "fake-refresh-token-1", "c-10", CLIENT_SECRET):
+        assert value not in raw
+
+
+def test_a_callback_while_redis_is_down_answers_503_and_redeems_nothing(
+    make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path,
+    core_app: Starlette,
+) -> None:
+    from tests.test_redis_faults import RedisServer, free_port
+
+    own_redis = RedisServer(free_port())
+    own_redis.start()
+    try:
+        catalog = tmp_path / "fake.json"
+        catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+        apps = tmp_path / "apps.json"
+        apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                      "clientSecret": CLIENT_SECRET}}}))
+        portal: TestClient = make_client(catalog_paths=(str(catalog),), redis_url=own_redis.url,
+                                         oauth_apps_file=str(apps), allow_http_loopback=True)
+        _, _, _, pressed = start(portal)
+        own_redis.stop()
+        answer = callback(portal, pressed, code="c-11")
+        assert answer.status_code == 503
+        assert "The portal is busy" in answer.text
+        assert fake.state.requests == [] and received(core_app) == []
+    finally:
+        own_redis.stop()
+
+
+def test_zendesk_subdomain_and_microsoft_tenant_fill_the_provider_urls(
+    portal: TestClient,
+) -> None:
+    _, _, _, zendesk = start(portal, "zendesk", subdomain="acme")
+    assert zendesk.headers["location"].startswith(
+        "https://acme.zendesk.com/oauth/authorizations/new?")
+    _, _, _, common = start(portal, "microsoft-outlook", tenant="")
+    assert urlsplit(common.headers["location"]).path == "/common/oauth2/v2.0/authorize"
+    _, _, _, contoso = start(portal, "microsoft-outlook", tenant="contoso")
+    assert urlsplit(contoso.headers["location"]).path == "/contoso/oauth2/v2.0/authorize"
+    _, _, _, hostile = start(portal, "microsoft-outlook", tenant="../evil")
+    assert hostile.status_code == 400 and 'id="tenant-error"' in hostile.text
