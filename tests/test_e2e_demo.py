@@ -35,7 +35,7 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    port = free_ports(3)
+    port = free_ports(4)  # portal, partner page, core API, sandbox OAuth provider
     portal_url, partner_url, core_url = (f"http://{LOOPBACK}:{port + n}" for n in range(3))
     with run_process(
         demo_command(port),
