@@ -166,7 +166,8 @@ def uvicorn_command(app: str, *, port: int, factory: bool = True) -> list[str]:
 
 
 def demo_command(port: int) -> list[str]:
-    """`connect-portal demo`: the portal on `port`, the partner page and core API after it."""
+    """`connect-portal demo`: the portal on `port`; the partner page, the core API and the
+    sandbox OAuth provider on the next three ports (reserve four with `free_ports(4)`)."""
     return [str(Path(sys.executable).with_name("connect-portal")), "demo",
             "--host", LOOPBACK, "--port", str(port)]
 
