@@ -29,6 +29,7 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -420,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started_at.isoformat(timespec="seconds"),
         "command": " ".join([_shown(Path(sys.executable)), "bench/run.py",
                              *(sys.argv[1:] if argv is None else argv)]),
+        "commit": _git_commit(),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -477,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['fields']} fields ({verdict} the {TARGET_SESSION_BYTES} B target)")
     print(f"\nwritten to {path.relative_to(REPOSITORY)}")
     return 0
+
+
+def _git_commit() -> str:
+    """The commit measured, with `+dirty` when the working tree has changes."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=REPOSITORY, capture_output=True,
+                              text=True, check=False).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "portal") else "")
 
 
 def _shown(path: Path) -> str:
