@@ -5,17 +5,18 @@ Run under uvicorn with `--factory bench.floor:create_floor_app`; it reads
 portal's store configures its own, so the only difference left is the portal's work.
 
 For `bench/run.py --breakdown`, two steps between the floor and the portal:
-`GET /hash/{sessionId}` reads the portal's session hash (HGETALL) and returns it as JSON,
+`GET /record/{sessionId}` reads the portal's session record (one GET), parses it and
+returns it as JSON,
 and `create_floor_app_with_portal_middleware` is the same app behind the portal's own
 middleware and logging set-up.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
 
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from portal.logs import configure_logging
-from portal.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from portal.middleware import PortalMiddleware
 
 
 def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
@@ -42,12 +43,11 @@ def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
             return JSONResponse({"error": "not found"}, status_code=404)
         return Response(value, media_type="application/json")
 
-    async def session_hash(request: Request) -> Response:
-        key = f"{prefix}session:{request.path_params['session_id']}"
-        record = cast(dict[str, str], await client.hgetall(key))
-        if not record:
+    async def session_record(request: Request) -> Response:
+        raw = await client.get(f"{prefix}session:{request.path_params['session_id']}")
+        if raw is None:
             return JSONResponse({"error": "not found"}, status_code=404)
-        return JSONResponse({"session": record})
+        return JSONResponse({"session": json.loads(raw)})
 
     async def constant(request: Request) -> Response:
         # No Redis at all: how fast the load generator can go against this server.
@@ -61,7 +61,7 @@ def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/floor/{key}", lookup),
-            Route("/hash/{session_id}", session_hash),
+            Route("/record/{session_id}", session_record),
             Route("/ceiling", constant),
         ],
         middleware=middleware,
@@ -72,5 +72,5 @@ def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
 def create_floor_app_with_portal_middleware() -> Starlette:
     configure_logging(os.environ.get("PORTAL_LOG_LEVEL", "INFO"))
     return create_floor_app(
-        [Middleware(AccessLogMiddleware), Middleware(SecurityHeadersMiddleware)]
+        [Middleware(PortalMiddleware)]
     )

@@ -214,7 +214,7 @@ def mint(portal_url: str, count: int, **extra: Any) -> list[dict[str, Any]]:
 
 def session_memory(store: redis.Redis, prefix: str, session_id: str) -> dict[str, Any]:
     key = f"{prefix}session:{session_id}"
-    fields = store.hgetall(key)
+    fields = json.loads(store.get(key) or "{}")
     return {
         "memory_usage_bytes": store.memory_usage(key, samples=0),
         "fields": len(fields),
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--breakdown", action="store_true",
                         help="also measure steps between the floor and the portal: the "
-                        "session hash read, and the floor behind the portal's middleware")
+                        "session record read, and the floor behind the portal's middleware")
     parser.add_argument("--portal-log-level", default="INFO",
                         help="PORTAL_LOG_LEVEL for the portal (INFO writes an access log line)")
     args = parser.parse_args(argv)
@@ -383,12 +383,12 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if args.breakdown:
                 mw_url, mw = running["floor+mw"].url, running["floor+mw"].process
-                hash_paths = [f"{floor_url}/hash/{item['sessionId']}" for item in issued]
+                record_paths = [f"{floor_url}/record/{item['sessionId']}" for item in issued]
                 mw_paths = [f"{mw_url}/floor/{index}" for index in range(n)]
                 targets += [
-                    Target("hash", "GET /hash/{sessionId}: bare Starlette, one HGETALL "
-                           "of the session, as JSON",
-                           lambda client, i: client.get(hash_paths[i % n]), floor.pid),
+                    Target("record", "GET /record/{sessionId}: bare Starlette, one GET of "
+                           "the session record, parsed, as JSON",
+                           lambda client, i: client.get(record_paths[i % n]), floor.pid),
                     Target("floor+mw", "GET /floor/{key} behind the portal's middleware "
                            "and logging", lambda client, i: client.get(mw_paths[i % n]),
                            mw.pid),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -22,9 +23,8 @@ from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import (
-    NONCE_STATE,
-    AccessLogMiddleware,
-    SecurityHeadersMiddleware,
+    PortalMiddleware,
+    csp_nonce,
     security_headers,
 )
 from portal.oauth import ClientApp, ProviderClient
@@ -136,8 +136,7 @@ def create_app(
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
         ],
         middleware=[
-            Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
+            Middleware(PortalMiddleware, frame_ancestors=settings.frame_ancestors),
         ],
         exception_handlers={
             errors.PortalError: handle_portal_error,
@@ -148,15 +147,16 @@ def create_app(
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(
-        directory=templates_dir(), context_processors=[csp_nonce]
+        directory=templates_dir(), context_processors=[template_nonce]
     )
     app.state.templates.env.filters["markdown"] = render_markdown
     return app
 
 
-def csp_nonce(request: Request) -> dict[str, str]:
-    """Templates mark their scripts with `nonce="{{ csp_nonce }}"`."""
-    return {"csp_nonce": getattr(request.state, NONCE_STATE, "")}
+def template_nonce(request: Request) -> dict[str, Any]:
+    """Templates mark their scripts with `nonce="{{ csp_nonce() }}"`; only a page that
+    does draws a nonce."""
+    return {"csp_nonce": lambda: csp_nonce(request.state)}
 
 
 def _wants_json(request: Request) -> bool:

@@ -94,7 +94,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
         host=host,
         port=port,
         workers=max(1, workers),
-        access_log=False,  # portal.middleware.AccessLogMiddleware logs without query strings
+        access_log=False,  # portal.middleware.PortalMiddleware logs without query strings
         proxy_headers=True,
         log_config=None,
         server_header=False,

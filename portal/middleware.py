@@ -1,4 +1,4 @@
-"""Plain ASGI middleware: security headers on every response, and an access log
+"""Plain ASGI middleware: the security headers of every response, and an access log
 that never records a query string (connect links carry their token there)."""
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ FORM_ACTION_STATE = "csp_form_action"
 
 
 def content_security_policy(
-    *, nonce: str, form_action: tuple[str, ...] = (), frame_ancestors: tuple[str, ...] = ()
+    *, nonce: str | None, form_action: tuple[str, ...] = (),
+    frame_ancestors: tuple[str, ...] = (),
 ) -> str:
-    """The policy of one response: only scripts carrying its nonce run."""
+    """The policy of one response: only scripts carrying its nonce run (none without one)."""
     return "; ".join([
         "default-src 'none'",
-        f"script-src 'nonce-{nonce}'",
+        f"script-src 'nonce-{nonce}'" if nonce else "script-src 'none'",
         "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",
@@ -40,12 +41,24 @@ def allow_form_action(state: Any, *origins: str) -> None:
     setattr(state, FORM_ACTION_STATE, (*current, *origins))
 
 
+def csp_nonce(state: Any) -> str:
+    """This response's script nonce, drawn the first time a page asks for it."""
+    nonce: str | None = getattr(state, NONCE_STATE, None)
+    if nonce is None:
+        nonce = secrets.token_urlsafe(18)
+        setattr(state, NONCE_STATE, nonce)
+    return nonce
+
+
 def security_headers(state: dict[str, Any], frame_ancestors: tuple[str, ...]) -> dict[str, str]:
-    """The headers of one response, from the nonce and form targets in its request state."""
+    """The headers of one response, from the nonce and form targets in its request state.
+
+    A response that drew no nonce (JSON, redirects, static files) runs no script at all.
+    """
+    nonce = state.get(NONCE_STATE)
     headers = {
         "content-security-policy": content_security_policy(
-            nonce=state.setdefault(NONCE_STATE, secrets.token_urlsafe(18)),
-            form_action=state.get(FORM_ACTION_STATE, ()),
+            nonce=nonce, form_action=state.get(FORM_ACTION_STATE, ()),
             frame_ancestors=frame_ancestors,
         ),
         "x-content-type-options": "nosniff",
@@ -56,8 +69,10 @@ def security_headers(state: dict[str, Any], frame_ancestors: tuple[str, ...]) ->
     return headers
 
 
-class SecurityHeadersMiddleware:
-    """CSP with a fresh nonce per response, and the headers every portal response carries.
+class PortalMiddleware:
+    """What every portal response gets, in one pass over `send`: the security headers
+    (CSP with a fresh nonce for each page that runs a script), and one access-log line
+    with method, path, status and duration, never the query string.
 
     No Cross-Origin-Opener-Policy: the connect pages must keep their `window.opener`.
     """
@@ -65,42 +80,34 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, frame_ancestors: tuple[str, ...] = ()) -> None:
         self.app = app
         self.frame_ancestors = frame_ancestors
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state[NONCE_STATE] = secrets.token_urlsafe(18)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.update(security_headers(state, self.frame_ancestors))
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        # Most answers (the API, redirects, static files) share one set of headers.
+        self._static = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in security_headers({}, frame_ancestors).items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
         status = 500
 
-        async def send_and_record(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if NONCE_STATE in state or FORM_ACTION_STATE in state:
+                    MutableHeaders(scope=message).update(
+                        security_headers(state, self.frame_ancestors)
+                    )
+                else:
+                    message["headers"] = [*message.get("headers", ()), *self._static]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, send_with_headers)
         finally:
             access_logger.info(
                 "%s %s %d %.1fms", scope["method"], scope["path"], status,

@@ -14,8 +14,8 @@ The record holds no secret: credentials go from the form straight to the core AP
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -69,7 +69,7 @@ class ConnectSession:
 
     # -- storage ------------------------------------------------------------------
     def to_record(self) -> dict[str, str]:
-        """Flat string fields, the shape of a Redis hash; empty values are left out."""
+        """Flat string fields, as the stores keep them; empty values are left out."""
         record: dict[str, str] = {}
         for name, value in asdict(self).items():
             if value is None or value == []:
@@ -119,4 +119,4 @@ class ConnectSession:
 
 
 def iso8601(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

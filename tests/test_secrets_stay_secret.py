@@ -59,7 +59,7 @@ def test_no_secret_reaches_a_log_line_or_redis(
 
     values: list[str] = []
     for key in redis_client.scan_iter(match=f"{settings.redis_prefix}*"):
-        values += [f"{field}={value}" for field, value in redis_client.hgetall(key).items()]
+        values.append(redis_client.get(key) or "")
     assert values, "the flow stored its sessions in Redis"
     for name, value in secrets.items():
         assert not [item for item in values if value in item], f"{name} is stored in Redis"

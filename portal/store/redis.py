@@ -1,11 +1,14 @@
-"""Sessions in Redis: one hash per session, a TTL on every key, transitions in Lua.
+"""Sessions in Redis: one JSON string per session, a TTL on every key, transitions in Lua.
 
-This module is the only place that talks to Redis.
+A session is read on every lookup and poll, and changed a handful of times in its life,
+so it is kept as one value that a single GET returns, and transitions decode, check and
+re-encode it inside Redis. This module is the only place that talks to Redis.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import json
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -13,21 +16,22 @@ from redis.exceptions import RedisError
 from portal.sessions import TRANSITIONS, ConnectSession, SessionStatus
 from portal.store import SessionNotFound, StoreUnavailable, TransitionRefused
 
-# KEYS[1] the session hash. ARGV: n, the n statuses it may move from, then field/value pairs.
-# Returns {0} when missing, {1, current} when refused, {2, field, value, ...} when applied.
+# KEYS[1] the session. ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a JSON
+# object of the fields to write (status included). The TTL is kept.
+# Returns {0} when missing, {1, current} when refused, {2, new record} when applied.
 _TRANSITION = """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {0} end
-local n = tonumber(ARGV[1])
-for i = 2, n + 1 do
-  if ARGV[i] == current then
-    redis.call('HSET', KEYS[1], unpack(ARGV, n + 2))
-    local result = redis.call('HGETALL', KEYS[1])
-    table.insert(result, 1, 2)
-    return result
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {0} end
+local record = cjson.decode(raw)
+for _, allowed in ipairs(cjson.decode(ARGV[1])) do
+  if allowed == record['status'] then
+    for name, value in pairs(cjson.decode(ARGV[2])) do record[name] = value end
+    local encoded = cjson.encode(record)
+    redis.call('SET', KEYS[1], encoded, 'KEEPTTL')
+    return {2, encoded}
   end
 end
-return {1, current}
+return {1, record['status']}
 """
 
 
@@ -54,32 +58,26 @@ class RedisSessionStore:
         return f"{self._prefix}session:{session_id}"
 
     async def create(self, session: ConnectSession, *, ttl: int) -> None:
-        key = self.key(session.id)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=cast(dict[Any, Any], session.to_record()))
-                pipe.expire(key, ttl)
-                await pipe.execute()
+            await self._redis.set(self.key(session.id), _encode(session.to_record()), ex=ttl)
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def get(self, session_id: str) -> ConnectSession | None:
         try:
-            record = cast(dict[str, str], await self._redis.hgetall(self.key(session_id)))
+            raw = await self._redis.get(self.key(session_id))
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
-        return ConnectSession.from_record(record) if record else None
+        return None if raw is None else ConnectSession.from_record(json.loads(raw))
 
     async def transition(
         self, session_id: str, to: SessionStatus, **changes: str
     ) -> ConnectSession:
         allowed = [status.value for status in TRANSITIONS[to]]
-        pairs: list[str] = ["status", to.value]
-        for name, value in changes.items():
-            pairs += [name, value]
         try:
             result: list[Any] = await self._transition(
-                keys=[self.key(session_id)], args=[len(allowed), *allowed, *pairs]
+                keys=[self.key(session_id)],
+                args=[_encode(allowed), _encode({**changes, "status": to.value})],
             )
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
@@ -87,8 +85,7 @@ class RedisSessionStore:
             raise SessionNotFound(session_id)
         if result[0] == 1:
             raise TransitionRefused(SessionStatus(result[1]))
-        flat = result[1:]
-        return ConnectSession.from_record(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return ConnectSession.from_record(json.loads(result[1]))
 
     async def ping(self) -> None:
         try:
@@ -98,3 +95,7 @@ class RedisSessionStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _encode(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
