@@ -284,3 +284,13 @@ def test_a_null_origin_from_a_no_referrer_page_is_accepted_with_a_valid_csrf_tok
                          headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
     assert result.status_code == 200
     assert len(received(core_app)) == 1
+
+
+@pytest.mark.parametrize(("verify", "claims_check"), [(True, True), (False, False)])
+def test_form_claims_a_credential_check_only_when_one_will_run(
+    make_client: Any, verify: bool, claims_check: bool,
+) -> None:
+    client = make_client(verify_credentials=verify)
+    page_path, _ = open_page(client, mint(client)["token"])
+    html = client.get(page_path).text
+    assert ("after OpenAI confirms it is valid" in html) is claims_check

@@ -150,6 +150,7 @@ def render_form(
         "errors": rejected.errors,
         "values": rejected.values,
         "notice": rejected.notice,
+        "checked": option.verification is not None and flow.settings.verify_credentials,
     }, status_code=status_code)
     return response
 
