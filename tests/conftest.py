@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from playwright.sync_api import Browser, Playwright, sync_playwright
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -149,3 +150,25 @@ def submit(
         data={"csrf_token": csrf, **fields},
         headers={"Origin": PORTAL_URL},
     )
+
+
+# -- a real Chromium, driven by Playwright (see the README for why these flags) -----------
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    return os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()

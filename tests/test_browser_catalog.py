@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 
 from portal.app import create_app
@@ -22,9 +22,6 @@ from tests.catalog_server import free_socket, provider_app, serve
 from tests.conftest import AUTH, received, token_body
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 WAREHOUSE = {
     "name": "warehouse", "displayName": "Warehouse", "category": "Testing",
@@ -45,15 +42,6 @@ WAREHOUSE = {
         },
     }],
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

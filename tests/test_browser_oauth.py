@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -28,9 +28,6 @@ from tests.conftest import AUTH, CORE_API_KEY, received
 from tests.oauth_provider import run_provider, write_config
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 PARTNER_PAGE = """<!doctype html><title>Partner</title>
 <button id="connect">Connect</button><pre id="result"></pre>
@@ -50,15 +47,6 @@ def partner_app() -> Starlette:
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(PARTNER_PAGE)
     return Starlette(routes=[Route("/", page)])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

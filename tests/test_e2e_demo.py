@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.processes import LOOPBACK, RunningProcess, demo_command, free_ports, run_process
@@ -21,9 +21,6 @@ API_KEY = "e2e-demo-api-key-0123456789abcdef"
 CORE_API_KEY = "e2e-demo-core-key-0123456789abcdef"
 SECRET_KEY = "e2e-demo-secret-key-0123456789abcdef0123456789"
 OPENAI_KEY = "sk-proj-e2eDemo7f3kQ9zLx2VbN8mR4tY6uW1pA5sD0gH"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 
 @dataclass(frozen=True)
 class Demo:
@@ -45,15 +42,6 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         log_path=tmp_path / "demo.log",
     ) as process:
         yield Demo(portal_url, partner_url, core_url, process)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

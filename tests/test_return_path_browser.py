@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -21,8 +20,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 
+from tests.conftest import CHROMIUM_ARGS, chromium_path
 from tests.live_apps import WebhookReceiver
 from tests.live_servers import ServerProcess, server_thread, wait_until
 
@@ -33,9 +33,6 @@ CORE_KEY = "browser-core-key-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 TYPED_KEY = "sk-live-browser-0123456789"
 HOSTILE_CATALOG = Path(__file__).parent / "data" / "hostile_catalog.json"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 
 @dataclass
 class Stack:
@@ -118,31 +115,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture(scope="module")
 def blocking_browser(playwright: Playwright) -> Iterator[Browser]:
     """Chromium with its popup blocker on (Playwright turns it off by default)."""
     browser = playwright.chromium.launch(
-        executable_path=chromium(), args=CHROMIUM_ARGS,
+        executable_path=chromium_path(), args=CHROMIUM_ARGS,
         ignore_default_args=["--disable-popup-blocking"],
     )
     yield browser
     browser.close()
-
-
-def chromium() -> str:
-    return os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture
