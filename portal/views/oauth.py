@@ -11,13 +11,7 @@ from portal.middleware import allow_form_action
 from portal.oauth_flow import STATE_TTL, OAuthFlow
 from portal.sessions import ConnectSession
 from portal.views.common import flow_of, json_response, read_json, require_api_key
-from portal.views.pages import (
-    BINDING_COOKIE,
-    MAX_FORM_FIELDS,
-    MAX_FORM_PART,
-    render,
-    render_result,
-)
+from portal.views.pages import read_bound_form, render, render_result
 
 # Binds a flow to the browser that started it; the callback compares it with the state.
 BROWSER_COOKIE = "portal_oauth"
@@ -56,15 +50,7 @@ def render_start(
 async def start(request: Request) -> Response:
     """`POST /connect/s/{id}/oauth`: keep the flow's state, send the browser to sign in."""
     flow = flow_of(request)
-    session, binding = await flow.bound_session(
-        request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
-    )
-    async with request.form(
-        max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
-    ) as form_data:
-        form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(binding, form.get("csrf_token"), origin=request.headers.get("origin"),
-                    fetch_site=request.headers.get("sec-fetch-site"))
+    session, binding, form = await read_bound_form(request)
     if session.status.is_final:
         return render_result(request, flow.result(session))
     outcome = await oauth_of(request).start(session, form, request.cookies.get(BROWSER_COOKIE))

@@ -12,6 +12,7 @@ from portal.errors import PortalError, SessionClosed
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
 from portal.middleware import allow_form_action
 from portal.sessions import ConnectSession, SessionStatus
+from portal.tokens import BrowserBinding
 from portal.views.common import flow_of
 
 BINDING_COOKIE = "portal_binding"
@@ -55,7 +56,10 @@ async def show_session(request: Request) -> Response:
     return render_form(request, flow, session, csrf, FormRejected(errors={}, values={}))
 
 
-async def submit_session(request: Request) -> Response:
+async def read_bound_form(
+    request: Request,
+) -> tuple[ConnectSession, BrowserBinding, dict[str, str]]:
+    """A form post on a session page: from the bound browser, CSRF-checked, text fields only."""
     flow = flow_of(request)
     session, binding = await flow.bound_session(
         request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
@@ -70,6 +74,12 @@ async def submit_session(request: Request) -> Response:
         origin=request.headers.get("origin"),
         fetch_site=request.headers.get("sec-fetch-site"),
     )
+    return session, binding, form
+
+
+async def submit_session(request: Request) -> Response:
+    flow = flow_of(request)
+    session, binding, form = await read_bound_form(request)
 
     if form.get("action") == "choose":
         await flow.choose_integration(session, form.get("integration"))
