@@ -111,7 +111,6 @@ class ConnectFlow:
 
     # -- backend API ----------------------------------------------------------------
     async def create_session(self, request: ConnectRequest) -> IssuedToken:
-        self._check_runnable(request)
         now = int(self.clock())
         ttl = request.expires_in or self.settings.token_ttl
         session = ConnectSession(
@@ -227,29 +226,6 @@ class ConnectFlow:
         """The options this portal can run: credential forms and OAuth (oauth_flow.py)."""
         return tuple(item for item in integration.auth_options
                      if item.type in CREDENTIAL_TYPES or item.type.is_oauth)
-
-    def _check_runnable(self, request: ConnectRequest) -> None:
-        if request.integration_name is None:
-            return
-        integration = self.catalog.get(request.integration_name)
-        if integration is None:
-            return  # parse_connect_request already answered INTEGRATION_NOT_FOUND
-        runnable = self.runnable_options(integration)
-        if not runnable:
-            raise ValidationFailed(
-                f"{integration.display_name} connects only by OAuth, which this portal "
-                "cannot run yet.",
-                details={"fields": {"integrationName": "The OAuth flow is not available yet."}},
-            )
-        key = request.auth_method_key
-        if key is not None and all(item.key != key for item in runnable):
-            raise ValidationFailed(
-                f"The auth method {key!r} of {integration.display_name} uses OAuth, which this "
-                "portal cannot run yet.",
-                details={"fields": {"authMethodKey": "The OAuth flow is not available yet; "
-                                    "expected one of: "
-                                    + ", ".join(item.key for item in runnable) + "."}},
-            )
 
     def picker(self, query: str = "", category: str | None = None) -> PickerPage:
         """Integrations the user can connect here, filtered by words and a category."""
