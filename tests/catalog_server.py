@@ -1,48 +1,10 @@
-"""Real HTTP servers for the catalog tests: an ASGI app under uvicorn on a free loopback
-port, in a background thread, ready when `serve` returns."""
+"""A stand-in provider API for the catalog tests, served with `tests.live_servers`."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
-
 STARTUP_DEADLINE = 15.0
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextmanager
-def serve(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
-    """Run `app` until the block ends; yields its base URL, http://127.0.0.1:<port>."""
-    sock = sock or free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2,
-    ))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        threading.Event().wait(0.01)  # poll the readiness flag, not a fixed sleep
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def provider_app() -> Any:

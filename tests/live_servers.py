@@ -26,10 +26,17 @@ REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE = 30.0
 
 
-def loopback_socket() -> socket.socket:
+def bound_socket() -> socket.socket:
+    """A socket bound to a free loopback port, not yet listening: connections to it are
+    refused until a server takes it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def loopback_socket() -> socket.socket:
+    sock = bound_socket()
     sock.listen(128)
     return sock
 
@@ -61,7 +68,7 @@ def server_thread(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread of this process; yield its base URL."""
     sock = sock or loopback_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="on"))
+                                           lifespan="on", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -18,8 +18,9 @@ from starlette.applications import Starlette
 
 from portal.app import create_app
 from portal.settings import Settings
-from tests.catalog_server import free_socket, provider_app, serve
+from tests.catalog_server import provider_app
 from tests.conftest import AUTH, received, token_body
+from tests.live_servers import bound_socket, server_thread
 
 pytestmark = pytest.mark.browser
 
@@ -48,13 +49,13 @@ WAREHOUSE = {
 def portal(settings: Settings, core_app: Starlette, tmp_path: Path) -> Iterator[str]:
     catalog = tmp_path / "warehouse.json"
     catalog.write_text(json.dumps({"integrations": [WAREHOUSE]}))
-    sock = free_socket()
+    sock = bound_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_app(
         replace(settings, public_url=url, catalog_paths=(str(catalog),)),
         core_transport=httpx.ASGITransport(app=core_app),
     )
-    with serve(app, sock) as served:
+    with server_thread(app, sock) as served:
         yield served
 
 
@@ -197,7 +198,7 @@ def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
                    ) -> Iterator[tuple[str, Starlette]]:
     """The portal with credential checks on, against a provider served on loopback."""
     provider = provider_app()
-    with serve(provider) as provider_url:
+    with server_thread(provider) as provider_url:
         entry = {
             "name": "checked", "displayName": "Checked", "category": "Testing",
             "description": "Keys are checked before saving.", "website": "https://x.example",
@@ -210,14 +211,14 @@ def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
         }
         catalog = tmp_path / "checked.json"
         catalog.write_text(json.dumps({"integrations": [entry]}))
-        sock = free_socket()
+        sock = bound_socket()
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(
             replace(settings, public_url=url, catalog_paths=(str(catalog),),
                     verify_credentials=True, allow_http_loopback=True),
             core_transport=httpx.ASGITransport(app=core_app),
         )
-        with serve(app, sock) as served:
+        with server_thread(app, sock) as served:
             yield served, provider
 
 

@@ -16,21 +16,21 @@ from portal.catalog import Catalog, load_catalog
 from portal.demo.partner import create_partner_app
 from portal.demo.provider import SANDBOX_INTEGRATION, sandbox_for_demo
 from portal.settings import Settings
-from tests.catalog_server import free_socket, serve
 from tests.conftest import API_KEY, CORE_API_KEY, received
+from tests.live_servers import bound_socket, server_thread
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def demo(settings: Settings, core_app: Starlette) -> Iterator[str]:
-    portal_socket, partner_socket, provider_socket = free_socket(), free_socket(), free_socket()
+    portal_socket, partner_socket, provider_socket = bound_socket(), bound_socket(), bound_socket()
     portal_url = f"http://127.0.0.1:{portal_socket.getsockname()[1]}"
     partner_url = f"http://127.0.0.1:{partner_socket.getsockname()[1]}"
     sandbox = sandbox_for_demo(host="127.0.0.1", port=provider_socket.getsockname()[1],
                                portal_url=portal_url)
     assert sandbox is not None
-    with serve(core_app) as core_url:
+    with server_thread(core_app) as core_url:
         portal = create_app(
             replace(settings, public_url=portal_url, core_api_url=core_url,
                     core_api_key=CORE_API_KEY, allowed_origins=(partner_url,),
@@ -40,8 +40,8 @@ def demo(settings: Settings, core_app: Starlette) -> Iterator[str]:
         )
         partner = create_partner_app(portal_url=portal_url, portal_api_key=API_KEY,
                                      integrations=[SANDBOX_INTEGRATION], partner_url=partner_url)
-        with serve(portal, portal_socket), serve(partner, partner_socket), \
-                serve(sandbox.app, provider_socket):
+        with server_thread(portal, portal_socket), server_thread(partner, partner_socket), \
+                server_thread(sandbox.app, provider_socket):
             yield partner_url
 
 

@@ -22,8 +22,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.catalog_server import free_socket, serve
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received
+from tests.live_servers import bound_socket, server_thread, wait_until
+from tests.processes import free_ports
 from tests.test_ssrf import HOSTILE_SHOPS
 
 CLIENT_ID = "fake-client"
@@ -68,7 +69,7 @@ def fake_provider() -> Starlette:
 @pytest.fixture(scope="module")
 def provider() -> Iterator[tuple[str, Starlette]]:
     app = fake_provider()
-    with serve(app, free_socket()) as url:
+    with server_thread(app, bound_socket()) as url:
         yield url, app
 
 
@@ -223,7 +224,7 @@ def test_token_endpoint_failures_end_the_session_failed(
 def test_token_endpoint_down_ends_the_session_failed(
     make_client: Any, tmp_path: Path, core_app: Starlette
 ) -> None:
-    closed = free_socket()  # bound, never listening: connections are refused
+    closed = bound_socket()  # bound, never listening: connections are refused
     url = f"http://127.0.0.1:{closed.getsockname()[1]}"
     catalog = tmp_path / "down.json"
     catalog.write_text(json.dumps({"integrations": entries(url)}))
@@ -376,7 +377,6 @@ def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
     make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path
 ) -> None:
     from tests.live_apps import WebhookReceiver
-    from tests.live_servers import server_thread, wait_until
 
     secret = "whsec_" + base64.b64encode(b"o" * 32).decode()
     hooks = WebhookReceiver(secret)
@@ -407,9 +407,9 @@ def test_a_callback_while_redis_is_down_answers_503_and_redeems_nothing(
     make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path,
     core_app: Starlette,
 ) -> None:
-    from tests.test_redis_faults import RedisServer, free_port
+    from tests.test_redis_faults import RedisServer
 
-    own_redis = RedisServer(free_port())
+    own_redis = RedisServer(free_ports())
     own_redis.start()
     try:
         catalog = tmp_path / "fake.json"

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from tests.catalog_server import free_socket, serve
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, received
+from tests.live_servers import bound_socket, server_thread
 from tests.oauth_provider import BASIC, run_provider, sign_in, write_config
 
 REPOSITORY = Path(__file__).parent.parent
@@ -53,11 +53,11 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def two_portals(redis_url: str, redis_prefix: str, core_app: Starlette, tmp_path: Path
                 ) -> Iterator[dict[str, str]]:
-    sockets = [free_socket(), free_socket()]
+    sockets = [bound_socket(), bound_socket()]
     urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets]
     public_url = urls[0]  # the load balancer's address; both processes are behind it
     with run_provider([f"{public_url}/oauth/callback"]) as provider, \
-            serve(core_app) as core_url:
+            server_thread(core_app) as core_url:
         catalog, apps = write_config(tmp_path, provider.issuer)
         env = {
             "PORTAL_PUBLIC_URL": public_url, "PORTAL_SECRET_KEYS": SECRET_KEY,

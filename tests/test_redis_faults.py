@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,16 +12,10 @@ import pytest
 import redis
 
 from tests.conftest import AUTH, token_body
+from tests.processes import free_ports
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is installed by ./dev test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -55,7 +48,7 @@ class RedisServer:
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
+    server = RedisServer(free_ports())
     server.start()
     yield server
     server.stop()

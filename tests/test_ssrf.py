@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from portal import ssrf
-from tests.catalog_server import provider_app, serve
+from tests.catalog_server import provider_app
 from tests.conftest import mint, open_page, received, submit
+from tests.live_servers import server_thread
 
 GENERIC = "Check this value."
 
@@ -25,7 +26,7 @@ GENERIC = "Check this value."
 @pytest.fixture(scope="module")
 def provider() -> Iterator[tuple[str, Starlette]]:
     app = provider_app()
-    with serve(app) as url:
+    with server_thread(app) as url:
         yield url, app
 
 

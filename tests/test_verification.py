@@ -19,14 +19,15 @@ from starlette.testclient import TestClient
 
 from portal.catalog import Verification
 from portal.verification import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
-from tests.catalog_server import free_socket, provider_app, serve
+from tests.catalog_server import provider_app
 from tests.conftest import mint, open_page, received, submit
+from tests.live_servers import bound_socket, server_thread
 
 
 @pytest.fixture
 def provider() -> Iterator[tuple[str, Starlette]]:
     app = provider_app()
-    with serve(app) as url:
+    with server_thread(app) as url:
         yield url, app
 
 
@@ -150,7 +151,7 @@ def test_a_provider_that_is_down_gives_a_clear_message_and_a_retry(
 def test_an_unreachable_provider_is_the_same_clear_message(
     make_client: Any, tmp_path: Path, core_app: Starlette
 ) -> None:
-    closed = free_socket()  # bound but never listening: connections are refused
+    closed = bound_socket()  # bound but never listening: connections are refused
     port = closed.getsockname()[1]
     path = tmp_path / "down.json"
     path.write_text(json.dumps({"integrations": [verified_entry(f"http://127.0.0.1:{port}")]}))
