@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -172,3 +172,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     yield chromium
     chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (its own cookies) and one page in it."""
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()

@@ -59,14 +59,6 @@ def portal(settings: Settings, core_app: Starlette, tmp_path: Path) -> Iterator[
         yield served
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def connect_url(portal: str, **overrides: Any) -> str:
     response = httpx.post(f"{portal}/api/v1/connect/token", headers=AUTH,
                           json=token_body(**overrides), timeout=10)

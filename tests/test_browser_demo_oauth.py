@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 
 from portal.app import create_app
@@ -43,14 +43,6 @@ def demo(settings: Settings, core_app: Starlette) -> Iterator[str]:
         with server_thread(portal, portal_socket), server_thread(partner, partner_socket), \
                 server_thread(sandbox.app, provider_socket):
             yield partner_url
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_the_demo_connects_sandbox_id_by_oauth(demo: str, page: Page,

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -65,14 +65,6 @@ def stack(settings: Settings, core_app: Starlette, tmp_path: Path) -> Iterator[d
         with server_thread(app, portal_socket):
             yield {"portal": portal_url, "partner": partner_url, "core": core_url,
                    "issuer": provider.issuer}
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("integration", ["testid-basic", "testid-post"])

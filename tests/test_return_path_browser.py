@@ -125,14 +125,6 @@ def blocking_browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def open_partner(page: Page, partner_url: str, answer: dict[str, Any], **options: Any) -> None:
     page.goto(partner_url + "/")
     page.evaluate("options => { window.connectOptions = options; }",
