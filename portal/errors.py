@@ -58,6 +58,13 @@ class SessionNotBound(PortalError):
     code = "SESSION_NOT_BOUND"
 
 
+class SessionInUse(PortalError):
+    """The link was already opened in another browser: the session belongs to that one."""
+
+    status = 403
+    code = "SESSION_IN_USE"
+
+
 class CsrfFailed(PortalError):
     status = 403
     code = "CSRF_FAILED"

@@ -26,6 +26,7 @@ from portal.errors import (
     MissingToken,
     ServiceUnavailable,
     SessionClosed,
+    SessionInUse,
     SessionNotBound,
     SessionNotFoundError,
     ValidationFailed,
@@ -33,7 +34,14 @@ from portal.errors import (
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import Settings, origin_of
 from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
-from portal.tokens import BrowserBinding, InvalidToken, Signer
+from portal.tokens import (
+    BrowserBinding,
+    InvalidToken,
+    Signer,
+    browser_claim,
+    new_browser_id,
+    read_browser_id,
+)
 from portal.verification import CredentialChecker, Outcome
 from portal.webhooks import WebhookSender
 
@@ -166,11 +174,29 @@ class ConnectFlow:
         return await self.session_by_id(claims.session_id)
 
     # -- hosted pages ---------------------------------------------------------------
-    async def open(self, token: object) -> tuple[ConnectSession, str]:
-        """Check the link's token; return the session and the browser-binding cookie value."""
+    async def open(
+        self, token: object, browser_id: str | None
+    ) -> tuple[ConnectSession, str, str]:
+        """Check the link's token and claim its session for this browser.
+
+        The first browser to open a link holds its session for good (a hash of its id is
+        kept in the session record); the same browser may open it again, any other gets
+        SessionInUse and nothing changes. So a user who forwards their link cannot get
+        someone else's credential saved under their externalId. `browser_id` is the
+        browser cookie's value (a new one is made when it is missing or malformed).
+        Returns the session, the browser-binding cookie value and the browser id.
+        """
         session = await self.session_by_token(token)
-        cookie, _ = self.signer.issue_browser_binding(session.id)
-        return session, cookie
+        browser_id = read_browser_id(browser_id) or new_browser_id()
+        try:
+            holds = await self._store(self.store.claim(session.id, browser_claim(browser_id)))
+        except SessionNotFound:
+            raise SessionNotFoundError("No connect session with that id.") from None
+        if not holds:
+            logger.warning("session %s: link opened in a second browser, refused", session.id)
+            raise SessionInUse("This link was already opened in another browser.")
+        cookie, _ = self.signer.issue_browser_binding(session.id, browser_id=browser_id)
+        return session, cookie, browser_id
 
     async def bound_session(
         self, session_id: str, cookie: str | None
@@ -308,10 +334,15 @@ class ConnectFlow:
     async def begin_connecting(self, session: ConnectSession) -> ConnectSession:
         return await self._transition(session, SessionStatus.CONNECTING)
 
-    async def fail(self, session: ConnectSession, code: str, message: str) -> ConnectSession:
+    async def fail(
+        self, session: ConnectSession, code: str, message: str, *, only_pending: bool = False
+    ) -> ConnectSession:
+        """End the session FAILED. `only_pending`: for causes that must never overrule a
+        delivery in flight (a provider's error answer): refused unless still PENDING."""
+        only_from = frozenset({SessionStatus.PENDING}) if only_pending else None
+        session = await self._transition(session, SessionStatus.FAILED, only_from=only_from,
+                                         error=message, error_code=code)
         logger.warning("session %s failed: %s", session.id, code)
-        session = await self._transition(session, SessionStatus.FAILED, error=message,
-                                         error_code=code)
         self._finished(session)
         return session
 
@@ -393,10 +424,17 @@ class ConnectFlow:
         return tuple(dict.fromkeys(origin_of(uri) for uri in uris if uri))
 
     async def _transition(
-        self, session: ConnectSession, to: SessionStatus, **changes: str
+        self,
+        session: ConnectSession,
+        to: SessionStatus,
+        *,
+        only_from: frozenset[SessionStatus] | None = None,
+        **changes: str,
     ) -> ConnectSession:
         try:
-            return await self._store(self.store.transition(session.id, to, **changes))
+            return await self._store(
+                self.store.transition(session.id, to, only_from=only_from, **changes)
+            )
         except TransitionRefused as exc:
             raise SessionClosed(
                 f"This connect session is already {exc.current.value.lower()}.",

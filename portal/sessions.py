@@ -9,6 +9,10 @@ the current status and writes the new fields in one step, so two browsers (or tw
 portal processes) racing on the same session cannot both win.
 
 The record holds no secret: credentials go from the form straight to the core API.
+
+Beside these fields a stored record may carry `claimed_by`: a hash of the id of the
+browser that first opened the session's link (see `SessionStore.claim`). It is not
+part of `ConnectSession`, so nothing but the claim can read or change it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     SessionStatus.COMPLETED: frozenset({SessionStatus.CONNECTING}),
     SessionStatus.FAILED: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
 }
+
+
+# The stored record's field holding the claim; written only by `SessionStore.claim`.
+CLAIM_FIELD = "claimed_by"
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,4 @@
-"""Signed values: connect tokens, browser bindings and CSRF tokens.
+"""Signed values: connect tokens, browser bindings and CSRF tokens; and browser ids.
 
 Each purpose has its own salt, so a value signed for one purpose never verifies as
 another. `PORTAL_SECRET_KEYS` lists keys newest first: the first signs, all verify,
@@ -6,11 +6,19 @@ which is how keys are rotated without cutting live sessions.
 
 A connect token carries only the session id and its expiry; it is a bearer
 credential for that one session, never a container for secrets.
+
+A browser id is a random value the portal keeps in a site-wide cookie, so that the
+first browser to open a link can claim its session (docs/browser-binding.md). It is not
+signed: it only has to be unguessable, and a value copied into another browser is no
+more than that browser's own cookie. The store keeps only `browser_claim(id)`, a hash.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +33,10 @@ MAX_TOKEN_LENGTH = 512
 _CONNECT_TOKEN_SALT = "portal.connect-token.v1"
 _BROWSER_SALT = "portal.browser-binding.v1"
 _CSRF_SALT = "portal.csrf.v1"
+_CLAIM_CONTEXT = b"portal.browser-claim.v1:"
+_NONCE_CONTEXT = b"portal.binding-nonce.v1:"
+# What `new_browser_id` makes: 32 random bytes, URL-safe base64 without padding.
+_BROWSER_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class InvalidToken(Exception):
@@ -47,6 +59,23 @@ class BrowserBinding:
 
     session_id: str
     nonce: str
+
+
+def new_browser_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def read_browser_id(value: str | None) -> str | None:
+    """The cookie's browser id if it has the shape of one; None for anything else."""
+    return value if value is not None and _BROWSER_ID.fullmatch(value) else None
+
+
+def browser_claim(browser_id: str) -> str:
+    """What the store keeps for a browser id: a hash, so a read of Redis gives no cookie.
+
+    A plain hash is enough: the id is 256 random bits, so it cannot be found from it.
+    """
+    return hashlib.sha256(_CLAIM_CONTEXT + browser_id.encode()).hexdigest()
 
 
 class Signer:
@@ -79,9 +108,20 @@ class Signer:
         return ConnectToken(session_id=session_id, expires_at=expires_at)
 
     # -- browser binding -----------------------------------------------------------
-    def issue_browser_binding(self, session_id: str) -> tuple[str, BrowserBinding]:
-        binding = BrowserBinding(session_id=session_id, nonce=secrets.token_urlsafe(16))
-        return self._browser.dumps({"sid": session_id, "n": binding.nonce}), binding
+    def issue_browser_binding(
+        self, session_id: str, *, browser_id: str
+    ) -> tuple[str, BrowserBinding]:
+        """The binding of one browser to one session.
+
+        Its nonce is derived from the browser id, so the same browser opening the link
+        again (a reload, a second tab) gets the same binding, and the CSRF tokens of the
+        pages it already shows stay valid; another browser's nonce differs.
+        """
+        digest = hmac.new(browser_id.encode(), _NONCE_CONTEXT + session_id.encode(),
+                          hashlib.sha256).digest()
+        nonce = base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+        binding = BrowserBinding(session_id=session_id, nonce=nonce)
+        return self._browser.dumps({"sid": session_id, "n": nonce}), binding
 
     def read_browser_binding(self, value: str | None) -> BrowserBinding:
         if not value or len(value) > MAX_TOKEN_LENGTH or not value.isascii():

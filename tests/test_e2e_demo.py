@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.conftest import csrf_of
 from tests.processes import LOOPBACK, RunningProcess, demo_command, free_ports, run_process
 
 pytestmark = pytest.mark.browser
@@ -115,3 +116,26 @@ def test_demo_connects_an_openai_key_from_the_partner_page_popup(
     assert "POST /connect/s/" in log  # the log is the portal's, and it was captured
     for secret in (OPENAI_KEY, token, API_KEY, CORE_API_KEY, SECRET_KEY):
         assert secret not in log
+
+
+def test_demo_core_page_masks_the_secret_prop_of_a_zendesk_connection(demo: Demo) -> None:
+    """Issue 8, finding 8: `connect-portal demo` lists Zendesk's `api_token` masked."""
+    api_token = "zdE2eTok4fQ2xLmP4vR7sK1nB8cJ3hW6y"
+    minted = httpx.post(f"{demo.portal_url}/api/v1/connect/token",
+                        headers={"Authorization": f"Bearer {API_KEY}"},
+                        json={"integrationName": "zendesk", "authMethodKey": "api_token",
+                              "connectionName": "Support", "externalId": "user-9",
+                              "workspaceId": "ws-1"})
+    assert minted.status_code == 200, minted.text
+    with httpx.Client(base_url=demo.portal_url, follow_redirects=True) as browser:
+        form = browser.get(minted.json()["connectUrl"])
+        assert form.status_code == 200, form.text
+        done = browser.post(str(form.url), headers={"Origin": demo.portal_url}, data={
+            "csrf_token": csrf_of(form.text), "subdomain": "acme",
+            "email": "agent@acme.example", "api_token": api_token})
+        assert done.status_code == 200 and "Connected" in done.text, done.text
+
+    page = httpx.get(f"{demo.core_url}/").text
+    assert "agent@acme.example" in page  # the demo passes its catalog: plain props show
+    assert api_token not in page and api_token[:6] not in page
+    assert f"hidden, {len(api_token)} characters" in page

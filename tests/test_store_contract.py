@@ -114,3 +114,85 @@ async def test_memory_sessions_expire_after_their_ttl() -> None:
     assert await store.get(session.id) == session
     now[0] += 2
     assert await store.get(session.id) is None
+
+
+# -- the first browser to open a link claims the session (issue 8, finding 10) ------------
+async def test_first_claim_wins_and_its_holder_may_claim_again(store: SessionStore) -> None:
+    session = new_session()
+    await store.create(session, ttl=600)
+    assert await store.claim(session.id, "browser-a") is True
+    assert await store.claim(session.id, "browser-a") is True  # a reload, a second tab
+    assert await store.claim(session.id, "browser-b") is False
+    assert await store.claim(session.id, "browser-a") is True  # still A's
+
+
+async def test_claiming_a_missing_session_raises_not_found(store: SessionStore) -> None:
+    with pytest.raises(SessionNotFound):
+        await store.claim("3f1c7f0e-0000-4000-8000-00000000dead", "browser-a")
+
+
+async def test_a_claim_survives_transitions_and_changes_nothing_else(
+    store: SessionStore,
+) -> None:
+    session = new_session()
+    await store.create(session, ttl=600)
+    await store.claim(session.id, "browser-a")
+    assert await store.get(session.id) == session  # not part of the public record
+    await store.transition(session.id, SessionStatus.CONNECTING)
+    await store.transition(session.id, SessionStatus.COMPLETED, connection_id="conn_1")
+    assert await store.claim(session.id, "browser-b") is False
+    assert await store.claim(session.id, "browser-a") is True
+
+
+async def test_only_one_of_many_racing_browsers_claims_the_session(store: SessionStore) -> None:
+    session = new_session()
+    await store.create(session, ttl=600)
+    outcomes = await asyncio.gather(
+        *(store.claim(session.id, f"browser-{n}") for n in range(25))
+    )
+    assert outcomes.count(True) == 1
+    winner = f"browser-{outcomes.index(True)}"
+    assert await store.claim(session.id, winner) is True
+
+
+async def test_redis_claim_lives_in_the_session_key_and_keeps_its_ttl(
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis,
+) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    session = new_session()
+    await store.create(session, ttl=900)
+    await store.claim(session.id, "browser-a")
+    assert 890 <= redis_client.ttl(store.key(session.id)) <= 900
+    assert list(redis_client.scan_iter(match=f"{redis_prefix}*")) == [store.key(session.id)]
+    await store.close()
+
+
+async def test_memory_claim_expires_with_its_session() -> None:
+    now = [1000.0]
+    store = MemorySessionStore(clock=lambda: now[0])
+    session = new_session()
+    await store.create(session, ttl=60)
+    assert await store.claim(session.id, "browser-a") is True
+    now[0] += 61
+    with pytest.raises(SessionNotFound):
+        await store.claim(session.id, "browser-b")
+
+
+async def test_only_from_narrows_a_transition_and_changes_nothing_when_refused(
+    store: SessionStore,
+) -> None:
+    """A provider's error answer may end a PENDING session, never a delivery in flight."""
+    session = new_session()
+    await store.create(session, ttl=600)
+    connecting = await store.transition(session.id, SessionStatus.CONNECTING)
+    with pytest.raises(TransitionRefused) as refused:
+        await store.transition(session.id, SessionStatus.FAILED,
+                               only_from=frozenset({SessionStatus.PENDING}), error="denied")
+    assert refused.value.current is SessionStatus.CONNECTING
+    assert await store.get(session.id) == connecting
+
+    other = new_session("3f1c7f0e-0000-4000-8000-000000000002")
+    await store.create(other, ttl=600)
+    failed = await store.transition(other.id, SessionStatus.FAILED,
+                                    only_from=frozenset({SessionStatus.PENDING}), error="denied")
+    assert (failed.status, failed.error) == (SessionStatus.FAILED, "denied")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from portal.tokens import InvalidToken, Signer
+from portal.tokens import InvalidToken, Signer, browser_claim, new_browser_id, read_browser_id
 
 OLD = "old-secret-key-0123456789abcdef0123456789"
 NEW = "new-secret-key-0123456789abcdef0123456789"
@@ -58,7 +58,7 @@ def test_malformed_tokens_are_refused(make_bad: object) -> None:
 
 def test_values_signed_for_one_purpose_never_verify_as_another() -> None:
     signer = Signer((NEW,))
-    cookie, binding = signer.issue_browser_binding("sid-1")
+    cookie, binding = signer.issue_browser_binding("sid-1", browser_id=new_browser_id())
     csrf = signer.csrf_token(binding)
     with pytest.raises(InvalidToken):
         signer.read_connect_token("cst_" + cookie)
@@ -70,6 +70,30 @@ def test_values_signed_for_one_purpose_never_verify_as_another() -> None:
 
 def test_csrf_token_is_bound_to_one_browser() -> None:
     signer = Signer((NEW,))
-    _, first = signer.issue_browser_binding("sid-1")
-    _, second = signer.issue_browser_binding("sid-1")
+    _, first = signer.issue_browser_binding("sid-1", browser_id=new_browser_id())
+    _, second = signer.issue_browser_binding("sid-1", browser_id=new_browser_id())
     assert not signer.check_csrf_token(signer.csrf_token(first), second)
+
+
+def test_the_same_browser_gets_the_same_binding_so_its_open_tabs_stay_valid() -> None:
+    signer = Signer((NEW,))
+    browser_id = new_browser_id()
+    _, first_tab = signer.issue_browser_binding("sid-1", browser_id=browser_id)
+    _, second_tab = signer.issue_browser_binding("sid-1", browser_id=browser_id)
+    assert signer.check_csrf_token(signer.csrf_token(first_tab), second_tab)
+    _, other_session = signer.issue_browser_binding("sid-2", browser_id=browser_id)
+    assert other_session.nonce != first_tab.nonce
+
+
+@pytest.mark.parametrize("value", [None, "", "short", "x" * 3000, "a" * 42 + "!",
+                                   "a" * 42 + "\u00e9", "a" * 44])
+def test_anything_but_a_portal_browser_id_is_not_read_as_one(value: str | None) -> None:
+    assert read_browser_id(value) is None
+
+
+def test_a_browser_id_is_random_and_only_its_hash_is_a_claim() -> None:
+    first, second = new_browser_id(), new_browser_id()
+    assert first != second
+    assert read_browser_id(first) == first
+    assert browser_claim(first) == browser_claim(first) != browser_claim(second)
+    assert first not in browser_claim(first)

@@ -2,6 +2,14 @@
 
 It honours `Idempotency-Key` the way the real core API must: the same key returns the
 same connection and never creates a second one.
+
+Its page (`/`) shows what it received with every secret masked. Masking works from an
+allow-list, never a deny-list: a top-level field is shown only when it is one of the
+Weavz body's known plain fields, and a prop only when the catalog says it is plain text
+(`SHORT_TEXT`, `NUMBER`, `CHECKBOX`, `STATIC_DROPDOWN`). A secret prop, a `LONG_TEXT`
+(where keys and certificates get pasted), a prop or field it does not know, and every
+prop when no catalog was given, are masked. A new secret field is then hidden by default
+instead of shown until someone remembers to list it.
 """
 
 from __future__ import annotations
@@ -18,14 +26,27 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from portal.catalog import Catalog, FieldType
 from portal.resources import static_dir, templates_dir
 
-SECRET_FIELDS = ("secretText", "password", "accessToken", "refreshToken")
+# Fields of the create-connection body that never hold a secret; all others are masked
+# on the page (secretText, password, accessToken, refreshToken, data, anything new).
+PLAIN_FIELDS = frozenset({
+    "type", "integrationName", "externalId", "displayName", "workspaceId", "endUserId",
+    "authMethodKey", "scope", "oauthAppId", "username", "tokenType", "expiresIn",
+    "scope_oauth",
+})
+PLAIN_PROP_TYPES = frozenset({
+    FieldType.SHORT_TEXT, FieldType.NUMBER, FieldType.CHECKBOX, FieldType.STATIC_DROPDOWN,
+})
 
 
-def create_core_app(api_key: str) -> Starlette:
+def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlette:
     """`app.state.oauth_apps` maps an OAuth app id to `{integrationName, clientId,
-    clientSecret}`: the customers' own apps, served to the portal by id."""
+    clientSecret}`: the customers' own apps, served to the portal by id.
+
+    `catalog` tells the page which props are plain text; without it every prop is masked.
+    """
     connections: list[dict[str, Any]] = []
     oauth_apps: dict[str, dict[str, str]] = {}
     by_idempotency_key: dict[str, dict[str, Any]] = {}
@@ -72,7 +93,8 @@ def create_core_app(api_key: str) -> Starlette:
         return JSONResponse({"oauthApp": {"id": app_id, **found}})
 
     async def page(request: Request) -> Response:
-        rows = [{**record, "body": _masked(record["body"])} for record in reversed(connections)]
+        rows = [{**record, "body": _masked(record["body"], catalog)}
+                for record in reversed(connections)]
         response: Response = templates.TemplateResponse(
             request, "demo_core.html", {"connections": rows}
         )
@@ -102,10 +124,34 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _masked(body: dict[str, Any]) -> dict[str, Any]:
-    masked = dict(body)
-    for name in SECRET_FIELDS:
-        value = masked.get(name)
-        if isinstance(value, str) and value:
-            masked[name] = value[:3] + "…" + f" ({len(value)} characters)"
+def _masked(body: dict[str, Any], catalog: Catalog | None) -> dict[str, Any]:
+    masked: dict[str, Any] = {}
+    for name, value in body.items():
+        if name == "props" and isinstance(value, dict):
+            plain = _plain_props(body, catalog)
+            masked[name] = {key: item if key in plain else _mask(item)
+                            for key, item in value.items()}
+        else:
+            masked[name] = value if name in PLAIN_FIELDS else _mask(value)
     return masked
+
+
+def _plain_props(body: dict[str, Any], catalog: Catalog | None) -> frozenset[str]:
+    """The props the catalog knows to be plain text for this body's auth option."""
+    name, key = body.get("integrationName"), body.get("authMethodKey")
+    integration = catalog.get(name) if catalog is not None and isinstance(name, str) else None
+    if integration is None:
+        return frozenset()
+    option = next((item for item in integration.auth_options if item.key == key), None)
+    if option is None:
+        return frozenset()
+    return frozenset(item.key for item in option.fields if item.type in PLAIN_PROP_TYPES)
+
+
+def _mask(value: Any) -> Any:
+    """Only the length of a string is shown, never a part of it; other values are hidden."""
+    if value is None or value == "":
+        return value
+    if isinstance(value, str):
+        return f"•••••• (hidden, {len(value)} characters)"
+    return "•••••• (hidden)"

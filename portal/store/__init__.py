@@ -31,11 +31,26 @@ class SessionStore(Protocol):
     async def get(self, session_id: str) -> ConnectSession | None: ...
 
     async def transition(
-        self, session_id: str, to: SessionStatus, **changes: str
+        self,
+        session_id: str,
+        to: SessionStatus,
+        *,
+        only_from: frozenset[SessionStatus] | None = None,
+        **changes: str,
     ) -> ConnectSession:
         """Move to `to` if the current status allows it, writing `changes` in the same step.
 
-        Raises SessionNotFound or TransitionRefused; changes nothing in either case.
+        `only_from` narrows the statuses `to` may be reached from (TRANSITIONS) for this
+        one call. Raises SessionNotFound or TransitionRefused; changes nothing in either case.
+        """
+        ...
+
+    async def claim(self, session_id: str, holder: str) -> bool:
+        """Tie the session to `holder` if nothing holds it yet, in one atomic step.
+
+        True when `holder` holds the session (it claimed it now or before); False when
+        another holder did first. The claim lives in the session record, so it expires
+        with it and survives every transition. Raises SessionNotFound.
         """
         ...
 

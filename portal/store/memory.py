@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from portal.sessions import TRANSITIONS, ConnectSession, SessionStatus
+from portal.sessions import CLAIM_FIELD, TRANSITIONS, ConnectSession, SessionStatus
 from portal.store import SessionNotFound, TransitionRefused
 
 
@@ -28,17 +28,29 @@ class MemorySessionStore:
         return None if record is None else ConnectSession.from_record(record)
 
     async def transition(
-        self, session_id: str, to: SessionStatus, **changes: str
+        self,
+        session_id: str,
+        to: SessionStatus,
+        *,
+        only_from: frozenset[SessionStatus] | None = None,
+        **changes: str,
     ) -> ConnectSession:
         # No await between the check and the write: atomic on the event loop.
         record = self._live(session_id)
         if record is None:
             raise SessionNotFound(session_id)
         current = SessionStatus(record["status"])
-        if current not in TRANSITIONS[to]:
+        if current not in TRANSITIONS[to] or (only_from is not None and current not in only_from):
             raise TransitionRefused(current)
         record.update(changes, status=to.value)
         return ConnectSession.from_record(record)
+
+    async def claim(self, session_id: str, holder: str) -> bool:
+        # No await between the read and the write, as in `transition`.
+        record = self._live(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record.setdefault(CLAIM_FIELD, holder) == holder
 
     async def ping(self) -> None:
         return None

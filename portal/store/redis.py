@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from portal.sessions import TRANSITIONS, ConnectSession, SessionStatus
+from portal.sessions import CLAIM_FIELD, TRANSITIONS, ConnectSession, SessionStatus
 from portal.store import SessionNotFound, StoreUnavailable, TransitionRefused
 
 # KEYS[1] the session. ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a JSON
@@ -34,12 +34,30 @@ end
 return {1, record['status']}
 """
 
+# KEYS[1] the session. ARGV[1] the claim's field name, ARGV[2] the holder. The TTL is kept.
+# Returns 0 when missing, 1 when ARGV[2] holds the session (now or before), 2 when another
+# holder does. Lua runs alone in Redis: of two browsers racing, exactly one writes.
+_CLAIM = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+local holder = record[ARGV[1]]
+if holder == nil then
+  record[ARGV[1]] = ARGV[2]
+  redis.call('SET', KEYS[1], cjson.encode(record), 'KEEPTTL')
+  return 1
+end
+if holder == ARGV[2] then return 1 end
+return 2
+"""
+
 
 class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
         self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
         self.description = "Redis"
 
     @classmethod
@@ -71,9 +89,15 @@ class RedisSessionStore:
         return None if raw is None else ConnectSession.from_record(json.loads(raw))
 
     async def transition(
-        self, session_id: str, to: SessionStatus, **changes: str
+        self,
+        session_id: str,
+        to: SessionStatus,
+        *,
+        only_from: frozenset[SessionStatus] | None = None,
+        **changes: str,
     ) -> ConnectSession:
-        allowed = [status.value for status in TRANSITIONS[to]]
+        allowed = [status.value for status in TRANSITIONS[to]
+                   if only_from is None or status in only_from]
         try:
             result: list[Any] = await self._transition(
                 keys=[self.key(session_id)],
@@ -86,6 +110,15 @@ class RedisSessionStore:
         if result[0] == 1:
             raise TransitionRefused(SessionStatus(result[1]))
         return ConnectSession.from_record(json.loads(result[1]))
+
+    async def claim(self, session_id: str, holder: str) -> bool:
+        try:
+            result = await self._claim(keys=[self.key(session_id)], args=[CLAIM_FIELD, holder])
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        if result == 0:
+            raise SessionNotFound(session_id)
+        return bool(result == 1)
 
     async def ping(self) -> None:
         try:

@@ -9,22 +9,46 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from portal.errors import PortalError, SessionClosed
-from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.flow import RESULT_RETENTION, ConnectFlow, ConnectResult, FormRejected
 from portal.middleware import allow_form_action
 from portal.sessions import ConnectSession, SessionStatus
+from portal.settings import MAX_TOKEN_TTL
 from portal.tokens import BrowserBinding
 from portal.views.common import flow_of
 
 BINDING_COOKIE = "portal_binding"
+# Site-wide, so that it reaches `GET /connect` (the binding cookie only reaches its
+# session's pages). `__Host-` keeps it to this exact host, Secure and Path=/ on https, so
+# a sibling subdomain cannot plant one; browsers refuse that prefix on plain http.
+BROWSER_COOKIE = "portal_browser"
+BROWSER_COOKIE_HTTPS = "__Host-portal_browser"
 MAX_FORM_FIELDS = 50
 MAX_FORM_PART = 64 * 1024
 
 
 async def open_link(request: Request) -> Response:
-    """`GET /connect?token=…`: bind this browser to the session, then drop the token."""
+    """`GET /connect?token=…`: bind this browser to the session, then drop the token.
+
+    The session goes to the first browser that opens the link (`ConnectFlow.open`); the
+    browser cookie names that browser, and is refreshed on every open.
+    """
     flow = flow_of(request)
-    session, cookie = await flow.open(request.query_params.get("token"))
+    browser_cookie = BROWSER_COOKIE_HTTPS if flow.settings.secure_cookies else BROWSER_COOKIE
+    session, cookie, browser_id = await flow.open(
+        request.query_params.get("token"), request.cookies.get(browser_cookie)
+    )
     response = redirect(f"/connect/s/{session.id}")
+    response.set_cookie(
+        browser_cookie,
+        browser_id,
+        # Outlives any session record it may have claimed (the longest token plus the
+        # time a result stays readable), and no longer.
+        max_age=MAX_TOKEN_TTL + RESULT_RETENTION,
+        path="/",
+        secure=flow.settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
     response.set_cookie(
         BINDING_COOKIE,
         cookie,
