@@ -24,6 +24,7 @@ from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import (
     PortalMiddleware,
+    body_limit,
     csp_nonce,
     security_headers,
 )
@@ -117,20 +118,27 @@ def create_app(
             await core.aclose()
             await session_store.close()
 
+    json_body = body_limit(settings.max_json_body)
+    form_body = body_limit(settings.max_form_body)
     app = Starlette(
         routes=[
-            Route("/api/v1/connect/token", api.create_token, methods=["POST"]),
-            Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"]),
+            Route("/api/v1/connect/token", api.create_token, methods=["POST"],
+                  middleware=json_body),
+            Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"],
+                  middleware=json_body),
             Route("/api/v1/connect/session/poll", api.poll_preflight, methods=["OPTIONS"]),
             Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
             Route("/api/v1/integrations", api.list_integrations, methods=["GET"]),
             Route("/api/v1/openapi.json", api.openapi, methods=["GET"]),
             Route("/connect", pages.open_link, methods=["GET"]),
             Route("/connect/s/{session_id}", pages.show_session, methods=["GET"]),
-            Route("/connect/s/{session_id}", pages.submit_session, methods=["POST"]),
-            Route("/connect/s/{session_id}/oauth", oauth.start, methods=["POST"]),
+            Route("/connect/s/{session_id}", pages.submit_session, methods=["POST"],
+                  middleware=form_body),
+            Route("/connect/s/{session_id}/oauth", oauth.start, methods=["POST"],
+                  middleware=form_body),
             Route("/oauth/callback", oauth.callback, methods=["GET"]),
-            Route("/api/v1/oauth/refresh", oauth.refresh, methods=["POST"]),
+            Route("/api/v1/oauth/refresh", oauth.refresh, methods=["POST"],
+                  middleware=json_body),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),

@@ -13,7 +13,21 @@ import uvicorn
 
 from portal.catalog import CatalogError, load_catalog
 from portal.logs import configure_logging
+from portal.server import uvicorn_options
 from portal.settings import Settings, SettingsError
+
+# `serve` flags for the server limits, each the same as its variable (README, "Limits").
+LIMIT_FLAGS = {
+    "--max-header-bytes": "PORTAL_MAX_HEADER_BYTES",
+    "--max-headers": "PORTAL_MAX_HEADERS",
+    "--max-url-bytes": "PORTAL_MAX_URL_BYTES",
+    "--header-timeout": "PORTAL_HEADER_TIMEOUT",
+    "--keepalive-timeout": "PORTAL_KEEPALIVE_TIMEOUT",
+    "--max-connections": "PORTAL_MAX_CONNECTIONS",
+    "--backlog": "PORTAL_BACKLOG",
+    "--max-form-body": "PORTAL_MAX_FORM_BODY",
+    "--max-json-body": "PORTAL_MAX_JSON_BODY",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("PORTAL_HOST", "0.0.0.0"))  # noqa: S104
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORTAL_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("PORTAL_WORKERS", "2")))
+    for flag, variable in LIMIT_FLAGS.items():
+        serve.add_argument(flag, metavar="N", help=f"overrides {variable}")
 
     demo = commands.add_parser("demo", help="run the portal, a partner page and a core API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -40,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "catalog":
         return check_catalog(args.paths)
+    if args.command == "serve":
+        # Through the environment, so that every worker process reads the same values
+        # (and validates them in one place, Settings.from_env).
+        for flag, variable in LIMIT_FLAGS.items():
+            value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+            if value is not None:
+                os.environ[variable] = value
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level)
@@ -98,6 +121,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
         proxy_headers=True,
         log_config=None,
         server_header=False,
+        **uvicorn_options(settings),
     )
     return 0
 
@@ -143,13 +167,14 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
                                                  for option in item.auth_options)
                                           or item.name == SANDBOX_INTEGRATION],
                             partner_url=partner_url), port + 1),
-        (create_core_app(core_key), port + 2),
+        (create_core_app(core_key, catalog=catalog), port + 2),
     ]
     if sandbox is not None:
         apps.append((sandbox.app, port + 3))
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=app_port, access_log=False,
-                                      log_config=None, lifespan="auto"))
+                                      log_config=None, lifespan="auto",
+                                      **uvicorn_options(settings)))
         for app, app_port in apps
     ]
     print(

@@ -1,5 +1,5 @@
-"""Plain ASGI middleware: the security headers of every response, and an access log
-that never records a query string (connect links carry their token there)."""
+"""Plain ASGI middleware: the security headers of every response, an access log that never
+records a query string (connect links carry their token there), and the body cap of a route."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import secrets
 import time
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from portal.errors import PayloadTooLarge
+from portal.logs import escape_controls
 
 access_logger = logging.getLogger("portal.access")
 
@@ -69,6 +73,15 @@ def security_headers(state: dict[str, Any], frame_ancestors: tuple[str, ...]) ->
     return headers
 
 
+def logged_path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded (`%0d%0a` stays as typed, so
+    it cannot start a log line of its own), and never the query string."""
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        return escape_controls(raw_path.decode("ascii", "backslashreplace"))
+    return escape_controls(str(scope["path"]))
+
+
 class PortalMiddleware:
     """What every portal response gets, in one pass over `send`: the security headers
     (CSP with a fresh nonce for each page that runs a script), and one access-log line
@@ -110,6 +123,53 @@ class PortalMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             access_logger.info(
-                "%s %s %d %.1fms", scope["method"], scope["path"], status,
+                "%s %s %d %.1fms", scope["method"], logged_path(scope), status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+class BodyLimit:
+    """The body cap of one route: a request whose Content-Length says more than `max_bytes`,
+    or whose body (chunked or not) grows past it as it streams in, gets PayloadTooLarge
+    from `receive`, before the handler has read (or changed) anything. The app's error
+    handlers answer it: the JSON envelope on /api/, the error page elsewhere.
+
+    A handler that never reads the body is left alone; the server drops the unread rest
+    (for no longer than the header timeout: portal.server)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        too_large = (declared.isascii() and declared.isdigit()
+                     and (len(declared) > 18 or int(declared) > self.max_bytes))
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            if too_large:
+                raise self.refusal()
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self.refusal()
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+    def refusal(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The request body is over the limit of {self.max_bytes} bytes.",
+            details={"maxBytes": self.max_bytes},
+        )
+
+
+def body_limit(max_bytes: int) -> list[Middleware]:
+    """`Route(..., middleware=body_limit(n))`: cap that route's request body at `n` bytes."""
+    return [Middleware(BodyLimit, max_bytes=max_bytes)]

@@ -54,6 +54,18 @@ class Settings:
     webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
     # Origins allowed to show the portal in a frame; empty means no one ('none').
     frame_ancestors: tuple[str, ...] = ()
+    # Server limits (portal/server.py, portal/middleware.py; the README's "Limits" table).
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    max_url_bytes: int = 8 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: int = 5
+    max_connections: int = 1000
+    backlog: int = 2048
+    max_form_body: int = 64 * 1024
+    # A poll body holds one token; this leaves room for any token, so that even an absurd
+    # one gets its INVALID_TOKEN answer rather than a size error.
+    max_json_body: int = 1536 * 1024
 
     @property
     def public_origin(self) -> str:
@@ -123,6 +135,21 @@ class Settings:
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
+            max_header_bytes=_integer(env, "PORTAL_MAX_HEADER_BYTES", cls.max_header_bytes,
+                                      1024, 1024 * 1024),
+            max_headers=_integer(env, "PORTAL_MAX_HEADERS", cls.max_headers, 8, 1000),
+            max_url_bytes=_integer(env, "PORTAL_MAX_URL_BYTES", cls.max_url_bytes,
+                                   256, 1024 * 1024),
+            header_timeout=_number(env, "PORTAL_HEADER_TIMEOUT", cls.header_timeout, 0.5, 300),
+            keepalive_timeout=_integer(env, "PORTAL_KEEPALIVE_TIMEOUT", cls.keepalive_timeout,
+                                       1, 300),
+            max_connections=_integer(env, "PORTAL_MAX_CONNECTIONS", cls.max_connections,
+                                     2, 100_000),
+            backlog=_integer(env, "PORTAL_BACKLOG", cls.backlog, 1, 65535),
+            max_form_body=_integer(env, "PORTAL_MAX_FORM_BODY", cls.max_form_body,
+                                   1024, 16 * 1024 * 1024),
+            max_json_body=_integer(env, "PORTAL_MAX_JSON_BODY", cls.max_json_body,
+                                   1024, 64 * 1024 * 1024),
         )
 
 
@@ -229,6 +256,17 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}")
+    if len(raw) > 18 or not low <= int(raw) <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {raw[:20]}")
+    return int(raw)
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:

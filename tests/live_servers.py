@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from portal.server import PortalHttpProtocol
+
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE = 30.0
 
@@ -68,7 +70,8 @@ def server_thread(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread of this process; yield its base URL."""
     sock = sock or loopback_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=2))
+                                           lifespan="on", timeout_graceful_shutdown=2,
+                                           http=PortalHttpProtocol))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -102,7 +105,8 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", self.factory, "--fd", str(fd),
-                 "--no-access-log", "--log-level", "warning"],
+                 "--no-access-log", "--log-level", "warning",
+                 "--http", "portal.server:PortalHttpProtocol"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
             )
         process = self.process

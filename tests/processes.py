@@ -157,9 +157,10 @@ def run_process(
 
 
 def uvicorn_command(app: str, *, port: int, factory: bool = True) -> list[str]:
-    """One uvicorn worker on loopback, without uvicorn's own access log."""
+    """One uvicorn worker on loopback, without uvicorn's own access log, with the portal's
+    own HTTP protocol (its head limits read from PORTAL_* variables), as `serve` runs."""
     command = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port),
-               "--workers", "1", "--no-access-log"]
+               "--workers", "1", "--no-access-log", "--http", "portal.server:PortalHttpProtocol"]
     if factory:
         command.append("--factory")
     return command

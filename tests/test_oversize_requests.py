@@ -53,8 +53,8 @@ def test_one_megabyte_token_in_a_poll_body_is_invalid_token(
 def test_one_megabyte_connect_link_is_refused_before_the_portal_and_harms_nothing(
     portal: tuple[str, str], redis_url: str,
 ) -> None:
-    # uvicorn refuses a request line this long with a plain 400 before any application
-    # code runs (as nginx would with 414): the portal never sees it and stays healthy.
+    # The server (portal.server) refuses a request line this long with 414 before any
+    # application code runs: the portal never sees it and stays healthy.
     url, prefix = portal
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -64,7 +64,7 @@ def test_one_megabyte_connect_link_is_refused_before_the_portal_and_harms_nothin
         while chunk := sock.recv(65536):
             answer += chunk
     status_line = answer.split(b"\r\n", 1)[0]
-    assert status_line.startswith(b"HTTP/1.1 4"), status_line
+    assert status_line.startswith(b"HTTP/1.1 414 "), status_line
     assert b"Traceback" not in answer
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert keys(redis_url, prefix) == []
