@@ -28,6 +28,15 @@ _KNOWN_FIELDS = frozenset(
     }
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An OAuth app id becomes a path segment at the core API (`GET /api/v1/oauth-apps/{id}`,
+# with the core API key): a plain identifier, never `..`, `/`, `?` or a space.
+_OAUTH_APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+OAUTH_APP_ID_RULE = ("Must be a plain identifier: up to 128 letters, digits, '_', '.', ':' "
+                     "or '-', starting with a letter or digit.")
+
+
+def is_oauth_app_id(value: str) -> bool:
+    return _OAUTH_APP_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +73,9 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
     integration_name = _identifier(body, "integrationName", errors, required=False)
     scope = _choice(body, "scope", SCOPES, errors)
     oauth_app_mode = _choice(body, "oauthAppMode", OAUTH_APP_MODES, errors)
+    if values["oauthAppId"] is not None and not is_oauth_app_id(values["oauthAppId"]):
+        errors["oauthAppId"] = OAUTH_APP_ID_RULE
+        values["oauthAppId"] = None
     if oauth_app_mode == "custom" and not values["oauthAppId"] and "oauthAppId" not in errors:
         errors["oauthAppId"] = 'Required when oauthAppMode is "custom".'
 

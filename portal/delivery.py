@@ -112,7 +112,11 @@ class CoreApiClient:
         """GET /api/v1/oauth-apps/{id}: a customer's client id and secret, None if unknown.
 
         Raises DeliveryFailed when the core API cannot answer. The secret is never logged.
+        The id is one quoted path segment; an empty id or a dot segment, which the URL
+        would resolve to another path of the core API, is an unknown app.
         """
+        if app_id in {"", ".", ".."}:
+            return None
         try:
             response = await self._http.get(
                 f"/api/v1/oauth-apps/{quote(app_id, safe='')}"

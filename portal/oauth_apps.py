@@ -3,8 +3,10 @@
 `PLATFORM_OAUTH2` options, and `OAUTH2` options without `oauthAppMode: "custom"`, use the
 platform's app for the integration, read at start from the JSON file named by
 `PORTAL_OAUTH_APPS` (docs/oauth.md). `oauthAppMode: "custom"` fetches the customer's app
-from the core API and keeps it in this process for a short while. Client secrets stay
-in memory: never in the catalog, a log line, Redis or a page.
+from the core API and keeps it in this process for a short while. An option marked
+`customerAppOnly` (its provider's host is the end user's choice) never gets the
+platform's app, so the platform's secret cannot travel to a host a user typed. Client
+secrets stay in memory: never in the catalog, a log line, Redis or a page.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class OAuthApps:
         Raises delivery.DeliveryFailed when the core API cannot say (nothing is cached then).
         """
         if choice.custom_app_id is None:
+            if option.oauth is None or option.oauth.customer_app_only:
+                return None
             return (self._platform.get(f"{integration_name}/{option.key}")
                     or self._platform.get(integration_name))
         key = (integration_name, choice.custom_app_id)

@@ -6,8 +6,15 @@ What a flow keeps between the start and the callback is one encrypted record in 
 state store, under a hash of the `state` value: the session, the auth option, the
 expected issuer, the validated props, the PKCE verifier and a hash of the browser's
 callback cookie. The callback takes the record exactly once (GETDEL), refuses another
-browser, checks `iss` (RFC 9207), and only then redeems the code, at the token URL kept
-in the record, never at one built from callback parameters.
+browser (and puts the record back for the right one), checks `iss` (RFC 9207), and only
+then redeems the code, at the token URL kept in the record, never at one built from
+callback parameters.
+
+Only a callback that wins the session may end it: an error answer, a missing code or a
+wrong `iss` fails a session only by first moving it PENDING → CONNECTING, the one
+transition the store allows from PENDING alone. A second callback of the same session
+(sign-in started twice in one browser) therefore never overrules a delivery in flight or
+a finished session; it shows the session's page and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,14 +25,17 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 from portal import ssrf
 from portal.catalog import AuthOption, AuthType, Integration, OAuthSettings
+from portal.connect_request import OAUTH_APP_ID_RULE, is_oauth_app_id
 from portal.credentials import connection_body, read_form
 from portal.delivery import DeliveryFailed
 from portal.errors import (
@@ -61,6 +71,9 @@ CALLBACK_PATH = "/oauth/callback"
 MAX_PARAM_LENGTH = 4096
 MAX_REFRESH_TOKEN_LENGTH = 8192
 _STATE_SALT = b"portal.oauth-state.v1"
+_BROWSER_COOKIE_SALT = "portal.oauth-browser.v1"
+
+T = TypeVar("T")
 
 
 class OAuthStateInvalid(PortalError):
@@ -85,13 +98,18 @@ class Started:
     """Where to send the browser, and the callback cookie that binds the flow to it."""
 
     authorize_url: str
-    browser_id: str
+    browser_cookie: str
 
 
 @dataclass(frozen=True)
 class Finished:
-    result: ConnectResult
+    """The callback's outcome: the result this callback produced, or None when it changed
+    nothing and the browser is best sent to the session's page (which shows "Connecting…"
+    or the result another callback reached)."""
+
+    result: ConnectResult | None
     opener: bool  # the flow started in a popup: render the result, do not redirect
+    session_id: str
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,9 @@ class OAuthFlow:
             Fernet(base64.urlsafe_b64encode(hashlib.sha256(_STATE_SALT + key.encode()).digest()))
             for key in flow.settings.secret_keys
         ])
+        # itsdangerous signs with the last key and verifies with all: newest first reversed.
+        self._cookies = URLSafeTimedSerializer(list(reversed(flow.settings.secret_keys)),
+                                               salt=_BROWSER_COOKIE_SALT)
 
     # -- the hand-off page ----------------------------------------------------------
     @staticmethod
@@ -149,7 +170,7 @@ class OAuthFlow:
         self,
         session: ConnectSession,
         form: Mapping[str, str],
-        browser_id: str | None,
+        browser_cookie: str | None,
     ) -> Started | FormRejected | ConnectResult:
         """Validate props, pick the app, keep the state; a ConnectResult when the session
         failed for good (no OAuth app)."""
@@ -174,22 +195,16 @@ class OAuthFlow:
 
         state = new_state()
         verifier = new_verifier() if settings.pkce else None
-        if browser_id is None or not _looks_random(browser_id):
-            browser_id = secrets.token_urlsafe(32)
+        browser_cookie = self._browser_cookie(browser_cookie)
         record = _StateRecord(
             session_id=session.id, integration=integration.name, option=option.key,
             issuer=endpoints.issuer, iss_required=endpoints.iss_required,
             token_url=endpoints.token_url, props=props, verifier=verifier,
-            browser=_digest(browser_id), opener=form.get("opener") == "1",
+            browser=_digest(browser_cookie), opener=form.get("opener") == "1",
             custom_app_id=choice.custom_app_id,
         )
         sealed = self._box.encrypt(json.dumps(asdict(record)).encode()).decode()
-        try:
-            await self.states.put(_digest(state), sealed, ttl=STATE_TTL)
-        except StoreUnavailable as exc:
-            logger.error("OAuth state store unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "The portal cannot reach its session store. Try again in a moment.") from None
+        await self._state_store(self.states.put(_digest(state), sealed, ttl=STATE_TTL))
         if session.auth_method_key != option.key:
             session = await self.flow.remember_auth_method(session, option.key)
         logger.info("session %s: OAuth flow started for %s", session.id, integration.name)
@@ -197,19 +212,14 @@ class OAuthFlow:
             settings, endpoints, app, redirect_uri=self.redirect_uri, state=state,
             verifier=verifier,
         )
-        return Started(authorize_url=url, browser_id=browser_id)
+        return Started(authorize_url=url, browser_cookie=browser_cookie)
 
     # -- the callback ---------------------------------------------------------------
-    async def finish(self, params: Mapping[str, str], browser_id: str | None) -> Finished:
+    async def finish(self, params: Mapping[str, str], browser_cookie: str | None) -> Finished:
         state = params.get("state", "")
         if not state or len(state) > MAX_PARAM_LENGTH:
             raise OAuthStateInvalid("The sign-in answer has no state.")
-        try:
-            sealed = await self.states.take(_digest(state))
-        except StoreUnavailable as exc:
-            logger.error("OAuth state store unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "The portal cannot reach its session store. Try again in a moment.") from None
+        sealed = await self._state_store(self.states.take(_digest(state)))
         if sealed is None:
             raise OAuthStateInvalid("This sign-in answer was already used, has expired, "
                                     "or was not started here.")
@@ -218,43 +228,30 @@ class OAuthFlow:
                                                                  ttl=STATE_TTL)))
         except (InvalidToken, ValueError, TypeError):
             raise OAuthStateInvalid("This sign-in answer cannot be read.") from None
-        if not hmac.compare_digest(_digest(browser_id or ""), record.browser):
+        if not hmac.compare_digest(_digest(browser_cookie or ""), record.browser):
             logger.warning("session %s: OAuth callback from another browser", record.session_id)
+            await self._put_back(state, sealed)
             raise SessionNotBound("This sign-in was started in another browser.")
 
         session = await self.flow.session_by_id(record.session_id)
-        if session.status.is_final:
-            raise SessionClosed(f"This connect session is already {session.status.value.lower()}.",
-                                details={"status": session.status.value})
-        if session.expires_at <= self.flow.clock():
-            raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
         integration = self.flow.catalog.get(record.integration)
         option = integration.auth_option(record.option) if integration else None
         if integration is None or option is None or option.oauth is None:
             raise IntegrationNotFound("This integration is no longer available.")
-
-        iss = params.get("iss")
-        if (iss is None and record.iss_required) or (iss is not None and iss != record.issuer):
-            logger.warning("session %s: OAuth answer with a wrong or missing iss", session.id)
-            return await self._failed(record, session, "OAUTH_ERROR",
-                                      "The sign-in answer did not come from "
-                                      f"{integration.display_name}.")
-        if "error" in params:
-            error = clean_text(params["error"], 64)
-            text = f"{integration.display_name} did not complete the sign-in ({error})"
-            if params.get("error_description"):
-                text += f": {clean_text(params['error_description'])}"
-            logger.info("session %s: provider answered %s", session.id, error)
-            return await self._failed(record, session, "OAUTH_ERROR", clean_text(text))
-        code = params.get("code", "")
-        if not code or len(code) > MAX_PARAM_LENGTH:
-            return await self._failed(record, session, "OAUTH_ERROR",
-                                      f"{integration.display_name} sent no authorization code.")
+        refusal = self._refusal(params, record, session, integration)
+        if refusal is None and session.status.is_final:
+            raise SessionClosed(f"This connect session is already {session.status.value.lower()}.",
+                                details={"status": session.status.value})
+        if not session.status.is_final and session.expires_at <= self.flow.clock():
+            raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
+        if refusal is not None:
+            return await self._refused(record, session, "OAUTH_ERROR", refusal)
+        code = params["code"]  # present and bounded: _refusal checked it
 
         app = await self._app(integration, option, AppChoice(record.custom_app_id))
         if app is None:
-            return await self._failed(record, session, "NO_OAUTH_APP",
-                                      "No OAuth app is set up for this integration.")
+            return await self._refused(record, session, "NO_OAUTH_APP",
+                                       "No OAuth app is set up for this integration.")
         # From here on the code is redeemed once: CONNECTING refuses any second callback.
         session = await self.flow.begin_connecting(session)
         endpoints = Endpoints(auth_url="", token_url=record.token_url, issuer=record.issuer,
@@ -266,9 +263,29 @@ class OAuthFlow:
             )
         except ProviderError as exc:
             session = await self.flow.fail(session, "TOKEN_EXCHANGE_FAILED", exc.message)
-            return Finished(self.flow.result(session), record.opener)
+            return Finished(self.flow.result(session), record.opener, session.id)
         body = self._connection_body(session, option, record, tokens)
-        return Finished(await self.flow.deliver(session, body), record.opener)
+        return Finished(await self.flow.deliver(session, body), record.opener, session.id)
+
+    def _refusal(self, params: Mapping[str, str], record: _StateRecord,
+                 session: ConnectSession, integration: Integration) -> str | None:
+        """Why this answer cannot be redeemed (the message for the session), or None."""
+        name = integration.display_name
+        iss = params.get("iss")
+        if (iss is None and record.iss_required) or (iss is not None and iss != record.issuer):
+            logger.warning("session %s: OAuth answer with a wrong or missing iss", session.id)
+            return f"The sign-in answer did not come from {name}."
+        if "error" in params:
+            error = clean_text(params["error"], 64)
+            text = f"{name} did not complete the sign-in ({error})"
+            if params.get("error_description"):
+                text += f": {clean_text(params['error_description'])}"
+            logger.info("session %s: provider answered %s", session.id, error)
+            return clean_text(text)
+        code = params.get("code", "")
+        if not code or len(code) > MAX_PARAM_LENGTH:
+            return f"{name} sent no authorization code."
+        return None
 
     # -- the refresh service --------------------------------------------------------
     async def refresh(self, body: Any) -> dict[str, Any]:
@@ -284,8 +301,8 @@ class OAuthFlow:
             errors["refreshToken"] = "Required: the refresh token to exchange."
         if key is not None and not isinstance(key, str):
             errors["authMethodKey"] = "Must be a string."
-        if app_id is not None and (not isinstance(app_id, str) or not app_id):
-            errors["oauthAppId"] = "Must be a non-empty string."
+        if app_id is not None and (not isinstance(app_id, str) or not is_oauth_app_id(app_id)):
+            errors["oauthAppId"] = OAUTH_APP_ID_RULE
         if props is not None and not isinstance(props, dict):
             errors["props"] = "Must be an object."
         if errors:
@@ -295,6 +312,12 @@ class OAuthFlow:
             raise IntegrationNotFound("No integration with that name is in the catalog.",
                                       details={"integrationName": str(name)[:100]})
         oauth_options = [item for item in integration.auth_options if item.type.is_oauth]
+        if not oauth_options:
+            raise ValidationFailed(
+                f"{integration.display_name} does not connect with OAuth; "
+                "there is nothing to refresh.",
+                details={"reason": "not_oauth",
+                         "fields": {"integrationName": "Has no OAuth auth method."}})
         option = next((item for item in oauth_options if item.key == key), None) if key else (
             oauth_options[0] if len(oauth_options) == 1 else None)
         if option is None:
@@ -366,15 +389,76 @@ class OAuthFlow:
 
     async def _no_app(self, session: ConnectSession, integration: Integration) -> ConnectResult:
         logger.warning("session %s: no OAuth app for %s", session.id, integration.name)
-        session = await self.flow.fail(session, "NO_OAUTH_APP",
-                                       f"No OAuth app is set up for {integration.display_name}.")
-        return self.flow.result(session)
+        failed = await self._fail_if_pending(
+            session, "NO_OAUTH_APP", f"No OAuth app is set up for {integration.display_name}.")
+        if failed is None:
+            current = await self.flow.session_by_id(session.id)
+            raise SessionClosed(f"This connect session is already {current.status.value.lower()}.",
+                                details={"status": current.status.value})
+        return self.flow.result(failed)
 
-    async def _failed(
+    async def _refused(
         self, record: _StateRecord, session: ConnectSession, code: str, message: str
     ) -> Finished:
-        session = await self.flow.fail(session, code, message)
-        return Finished(self.flow.result(session), record.opener)
+        """Fail the session for an answer that cannot be redeemed, if it is still PENDING;
+        otherwise change nothing and send the browser to the session's page."""
+        failed = await self._fail_if_pending(session, code, message)
+        if failed is None:
+            logger.info("session %s: %s answer ignored, the session is no longer pending",
+                        session.id, code)
+            return Finished(None, record.opener, session.id)
+        return Finished(self.flow.result(failed), record.opener, session.id)
+
+    async def _fail_if_pending(
+        self, session: ConnectSession, code: str, message: str
+    ) -> ConnectSession | None:
+        """End a PENDING session FAILED; None when another callback got to it first.
+
+        The store checks PENDING and writes FAILED in one atomic step, so an answer that
+        lost the race can move neither a delivery in flight (CONNECTING) nor a finished
+        session.
+        """
+        if session.status is not SessionStatus.PENDING:
+            return None
+        try:
+            return await self.flow.fail(session, code, message, only_pending=True)
+        except SessionClosed:
+            return None
+
+    def _browser_cookie(self, presented: str | None) -> str:
+        """The callback cookie to bind this flow to: the one this browser already holds
+        when the portal issued it (so flows started side by side share it), else a new
+        one. A value the portal did not sign, or signed more than STATE_TTL ago, is never
+        adopted: a cookie planted in the browser cannot become the flow's binding."""
+        if presented and len(presented) <= MAX_PARAM_LENGTH:
+            try:
+                self._cookies.loads(presented, max_age=STATE_TTL)
+            except BadData:
+                pass
+            else:
+                return presented
+        return self._cookies.dumps(secrets.token_urlsafe(32))
+
+    async def _put_back(self, state: str, sealed: str) -> None:
+        """Return a taken state record for the rest of its life: a callback from another
+        browser must not use up the flow of the browser that started it."""
+        try:
+            # Fernet stamps with the wall clock, as its own `ttl` check reads it.
+            age = time.time() - self._box.extract_timestamp(sealed.encode())
+        except InvalidToken:
+            return
+        remaining = int(STATE_TTL - age)
+        if remaining >= 1:
+            await self._state_store(self.states.put(_digest(state), sealed, ttl=remaining))
+
+    @staticmethod
+    async def _state_store(awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except StoreUnavailable as exc:
+            logger.error("OAuth state store unavailable: %s", exc)
+            raise ServiceUnavailable(
+                "The portal cannot reach its session store. Try again in a moment.") from None
 
     @staticmethod
     def _connection_body(
@@ -395,10 +479,6 @@ def _oauth(option: AuthOption) -> OAuthSettings:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _looks_random(value: str) -> bool:
-    return 40 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value)
 
 
 def _as_text(props: Mapping[str, Any]) -> dict[str, str]:

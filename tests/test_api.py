@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import httpx
+import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.conftest import AUTH, PARTNER_ORIGIN, mint, open_page, submit, token_body
@@ -169,3 +173,85 @@ def test_openapi_document_describes_every_api_route(client: TestClient) -> None:
         "/api/v1/connect/token", "/api/v1/connect/session/{sessionId}",
         "/api/v1/connect/session/poll", "/api/v1/integrations",
     } <= set(document["paths"])
+
+
+# -- oauthAppId is a path segment at the core API (issue 8, finding 9) --------------------
+NOT_PLAIN_APP_IDS = ["..", ".", "../oauth-apps/x", "a/b", "app 1", "%2e%2e", "a?b", "a#b",
+                     "-app", "é-app", "x" * 129]
+
+
+class RecordingCore(httpx.AsyncBaseTransport):
+    """The demo core API, recording the exact path of every request it receives."""
+
+    def __init__(self, core_app: Starlette) -> None:
+        self._inner = httpx.ASGITransport(app=core_app)
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.raw_path.decode())
+        return await self._inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("app_id", NOT_PLAIN_APP_IDS)
+def test_an_oauth_app_id_that_is_not_a_plain_identifier_is_refused(
+    make_client: Any, core_app: Starlette, app_id: str
+) -> None:
+    core = RecordingCore(core_app)
+    client: TestClient = make_client(core_transport=core)
+    minted = client.post("/api/v1/connect/token", headers=AUTH, json=token_body(
+        integrationName="github", oauthAppMode="custom", oauthAppId=app_id))
+    assert minted.status_code == 400, minted.text
+    assert minted.json()["code"] == "VALIDATION_ERROR"
+    assert "oauthAppId" in minted.json()["details"]["fields"]
+    refreshed = client.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "github", "refreshToken": "r-1", "oauthAppId": app_id})
+    assert refreshed.status_code == 400, refreshed.text
+    assert refreshed.json()["code"] == "VALIDATION_ERROR"
+    assert "oauthAppId" in refreshed.json()["details"]["fields"]
+    assert core.paths == []
+
+
+@pytest.mark.parametrize("app_id", ["app_123", "oa-1.2:eu", "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+                                    "A" * 128])
+def test_a_plain_oauth_app_id_is_fetched_at_exactly_its_path(
+    make_client: Any, core_app: Starlette, app_id: str
+) -> None:
+    core = RecordingCore(core_app)
+    client: TestClient = make_client(core_transport=core)
+    minted = client.post("/api/v1/connect/token", headers=AUTH, json=token_body(
+        integrationName="github", oauthAppMode="custom", oauthAppId=app_id))
+    assert minted.status_code == 200, minted.text
+    refreshed = client.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "github", "refreshToken": "r-1", "oauthAppId": app_id})
+    assert refreshed.json()["code"] == "NO_OAUTH_APP"  # the demo core has no such app
+    assert core.paths == [f"/api/v1/oauth-apps/{app_id.replace(':', '%3A')}"]
+
+
+@pytest.mark.parametrize("app_id", ["..", ".", "", "a/b"])
+async def test_the_core_api_client_keeps_an_oauth_app_id_inside_its_path(app_id: str) -> None:
+    from portal.delivery import CoreApiClient
+
+    paths: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path.decode())
+        return httpx.Response(404)
+
+    core = CoreApiClient(base_url="http://core.test", api_key="k" * 20,
+                         transport=httpx.MockTransport(answer))
+    try:
+        assert await core.fetch_oauth_app(app_id, integration_name="github") is None
+    finally:
+        await core.aclose()
+    assert paths == (["/api/v1/oauth-apps/a%2Fb"] if app_id == "a/b" else [])
+
+
+def test_refresh_for_an_integration_without_oauth_says_so(client: TestClient) -> None:
+    response = client.post("/api/v1/oauth/refresh", headers=AUTH, json={
+        "integrationName": "openai", "refreshToken": "r-1"})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["error"] == "OpenAI does not connect with OAuth; there is nothing to refresh."
+    assert error["details"] == {"reason": "not_oauth",
+                                "fields": {"integrationName": "Has no OAuth auth method."}}

@@ -299,3 +299,113 @@ def test_serve_and_demo_refuse_to_start_with_a_bad_catalog(tmp_path: Path) -> No
         assert (f"connect-portal: catalog error: {bad}: integration 'acme': website: must be "
                 "an https:// URL") in result.stderr
         assert "Traceback" not in result.stderr
+
+
+# -- OAuth URLs whose host the end user would choose (red-team issue 8, finding 1) -----
+BASE_URL_PROP = {"base_url": {"type": "SHORT_TEXT", "displayName": "Server URL",
+                              "required": True, "format": "url"}}
+HOST_PROP = {"host": {"type": "SHORT_TEXT", "displayName": "Server", "required": True,
+                      "format": "hostname"}}
+TWO_LABELS_PROP = {"org": {"type": "SHORT_TEXT", "displayName": "Org", "required": True,
+                           "format": "subdomain"},
+                   "domain": {"type": "SHORT_TEXT", "displayName": "Domain", "required": True,
+                              "format": "subdomain"}}
+
+
+def oauth_entry(props: dict[str, Any] | None = None, **option: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"key": "oauth2", "type": "OAUTH2", "displayName": "Sign in",
+                            "authUrl": "https://acme.example/oauth/authorize",
+                            "tokenUrl": "https://acme.example/oauth/token", **option}
+    if props:
+        spec["props"] = props
+    return entry(**{"authOptions.1": spec})
+
+
+USER_CHOSEN_HOSTS = [
+    (oauth_entry(BASE_URL_PROP, tokenUrl="{base_url}/oauth/token"), "tokenUrl", "{base_url}"),
+    (oauth_entry(BASE_URL_PROP, authUrl="{base_url}/oauth/authorize"), "authUrl", "{base_url}"),
+    (oauth_entry(BASE_URL_PROP, issuer="{base_url}"), "issuer", "{base_url}"),
+    (oauth_entry(HOST_PROP, tokenUrl="https://{host}/oauth/token"), "tokenUrl", "{host}"),
+    (oauth_entry(HOST_PROP, tokenUrl="https://{host}:8443/oauth/token"), "tokenUrl", "{host}"),
+    (oauth_entry(TWO_LABELS_PROP, tokenUrl="https://{org}.{domain}.com/oauth/token"),
+     "tokenUrl", "{domain}"),
+    (oauth_entry(TWO_LABELS_PROP, tokenUrl="https://{org}.com/oauth/token"), "tokenUrl",
+     "{org}"),
+    (oauth_entry(TWO_LABELS_PROP, tokenUrl="https://login.{org}.com/oauth/token"),
+     "tokenUrl", "{org}"),
+    (oauth_entry(TWO_LABELS_PROP, tokenUrl="https://{org}-login.com/oauth/token"),
+     "tokenUrl", "{org}"),
+]
+
+
+@pytest.mark.parametrize(("broken", "field", "placeholder"), USER_CHOSEN_HOSTS,
+                         ids=[f"{f}:{b['authOptions'][1].get(f)}" for b, f, _ in USER_CHOSEN_HOSTS])
+def test_an_oauth_url_whose_host_the_user_chooses_is_refused_naming_the_field(
+    broken: dict[str, Any], field: str, placeholder: str
+) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(catalog_text(broken), source="operator.json")
+    text = str(caught.value)
+    assert text.startswith(
+        f"operator.json: integration 'acme': authOptions[1] ('oauth2'): {field}: "
+        f"{placeholder} lets the end user choose the host"), text
+    assert '"customerAppOnly": true' in text
+
+
+@pytest.mark.parametrize("template", [
+    "https://{org}.zendesk.com/oauth/tokens",
+    "https://{org}.myshopify.com/admin/oauth/access_token",
+    "https://{org}-eu.login.acme.example/oauth/token",
+    "https://{org}.{domain}.login.acme.example/oauth/token",
+    "https://login.acme.example/{org}/oauth2/v2.0/token",
+])
+def test_an_oauth_host_with_a_fixed_suffix_of_two_labels_loads(template: str) -> None:
+    (integration,) = parse_catalog(catalog_text(oauth_entry(TWO_LABELS_PROP,
+                                                            tokenUrl=template)),
+                                   source="operator.json")
+    oauth = integration.auth_options[1].oauth
+    assert oauth is not None and oauth.token_url == template
+    assert oauth.customer_app_only is False
+
+
+def test_a_dropdown_in_the_host_is_the_operators_choice_not_the_users() -> None:
+    sites = {"site": {"type": "STATIC_DROPDOWN", "displayName": "Site", "required": True,
+                      "options": [{"label": "EU", "value": "login.acme.eu"},
+                                  {"label": "US", "value": "login.acme.com"}]}}
+    parse_catalog(catalog_text(oauth_entry(sites, tokenUrl="https://{site}/oauth/token")),
+                  source="operator.json")
+
+
+def test_customer_app_only_allows_a_user_chosen_host_and_is_listed() -> None:
+    marked = oauth_entry(BASE_URL_PROP, authUrl="{base_url}/oauth/authorize",
+                         tokenUrl="{base_url}/oauth/token", issuer="{base_url}",
+                         customerAppOnly=True)
+    (integration,) = parse_catalog(catalog_text(marked), source="operator.json")
+    option = integration.auth_options[1]
+    assert option.oauth is not None and option.oauth.customer_app_only is True
+    assert option.public()["oauth"]["customerAppOnly"] is True
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"type": "PLATFORM_OAUTH2", "customerAppOnly": True},
+     "customerAppOnly: only OAUTH2 options can be limited to the customer's own app"),
+    ({"customerAppOnly": "yes"}, "customerAppOnly: must be true or false"),
+])
+def test_customer_app_only_is_checked(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(catalog_text(oauth_entry(**changes)), source="operator.json")
+    assert "authOptions[1] ('oauth2'): " + message in str(caught.value)
+
+
+def test_catalog_check_refuses_a_user_chosen_token_host(tmp_path: Path) -> None:
+    bad = tmp_path / "selfhosted.json"
+    bad.write_text(catalog_text(oauth_entry(BASE_URL_PROP, tokenUrl="{base_url}/oauth/token")))
+    failed = run_cli("catalog", "check", str(bad))
+    assert failed.returncode == 1
+    assert (f"error: {bad}: integration 'acme': authOptions[1] ('oauth2'): tokenUrl: "
+            "{base_url} lets the end user choose the host") in failed.stderr
+    marked = tmp_path / "marked.json"
+    marked.write_text(catalog_text(oauth_entry(BASE_URL_PROP, tokenUrl="{base_url}/oauth/token",
+                                               customerAppOnly=True)))
+    ok = run_cli("catalog", "check", str(marked))
+    assert ok.returncode == 0, ok.stderr

@@ -411,3 +411,70 @@ def test_oauth_settings_come_from_the_environment() -> None:
     assert Settings.from_env({}).oauth_apps_file is None
     with pytest.raises(SettingsError, match="PORTAL_OAUTH_TIMEOUT must be between"):
         Settings.from_env({"PORTAL_OAUTH_TIMEOUT": "600"})
+
+
+# -- the browser cookie (issue 8, finding 9) ----------------------------------------------
+PLANTED = "A" * 43  # the shape of a value the portal mints, but not one it issued
+
+
+def _oauth_cookie(response: httpx.Response, name: str = "portal_oauth") -> str:
+    [header] = [value for value in response.headers.get_list("set-cookie")
+                if value.startswith(f"{name}=")]
+    return header
+
+
+def test_a_planted_oauth_cookie_is_never_bound_into_the_state(
+    portal: TestClient, user: httpx.Client, core_app: Starlette, make_client: Any,
+    provider: Provider, tmp_path: Path,
+) -> None:
+    portal.cookies.set("portal_oauth", PLANTED, domain="portal.test")
+    answer, _, pressed = start(portal)
+    issued = _oauth_cookie(pressed).split(";", 1)[0].split("=", 1)[1]
+    assert issued != PLANTED
+    back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
+
+    # Whoever planted the value cannot finish the flow with it…
+    catalog, apps = write_config(tmp_path, provider.issuer)
+    planter: TestClient = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
+                                      allow_http_loopback=True)
+    planter.cookies.set("portal_oauth", PLANTED, domain="portal.test")
+    refused = planter.get(back)
+    assert refused.status_code == 403 and "SESSION_NOT_BOUND" in refused.text
+    assert received(core_app) == []
+    assert status_of(portal, answer["sessionId"])["status"] == "PENDING"
+    # …and the refusal used up nothing: the browser that started it still finishes it.
+    assert portal.get(back).status_code == 303
+    assert status_of(portal, answer["sessionId"])["status"] == "COMPLETED"
+
+
+def test_the_oauth_cookie_is_host_prefixed_over_https(
+    settings: Any, core_app: Starlette, provider: Provider, tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from portal.app import create_app
+
+    public = "https://portal.example"
+    catalog, apps = write_config(tmp_path, provider.issuer)
+    app = create_app(replace(settings, public_url=public, catalog_paths=(str(catalog),),
+                             oauth_apps_file=str(apps), allow_http_loopback=True),
+                     core_transport=httpx.ASGITransport(app=core_app))
+    with TestClient(app, base_url=public, follow_redirects=False) as browser:
+        answer = mint(browser, integrationName="testid-basic")
+        page_path, csrf = open_page(browser, answer["token"])
+        pressed = browser.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                               headers={"Origin": public})
+        assert pressed.status_code == 303
+        cookie = _oauth_cookie(pressed, "__Host-portal_oauth")
+        attributes = {part.strip().split("=", 1)[0].lower(): part.strip()
+                      for part in cookie.split(";")[1:]}
+        assert {"secure", "httponly", "path", "samesite"} <= set(attributes)
+        assert attributes["path"] == "Path=/" and "domain" not in attributes
+        assert not [value for value in pressed.headers.get_list("set-cookie")
+                    if value.startswith("portal_oauth=")]
+        # The callback reads the prefixed cookie: the user's "deny" reaches the session.
+        state = parse_qs(urlsplit(pressed.headers["location"]).query)["state"][0]
+        denied = browser.get("/oauth/callback", params={"state": state,
+                                                        "error": "access_denied"})
+        assert denied.status_code == 303
+        assert status_of(browser, answer["sessionId"])["errorCode"] == "OAUTH_ERROR"

@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import anyio
+import httpx
 import pytest
 from markupsafe import escape
 from starlette.applications import Starlette
@@ -441,3 +445,183 @@ def test_zendesk_subdomain_and_microsoft_tenant_fill_the_provider_urls(
     assert urlsplit(contoso.headers["location"]).path == "/contoso/oauth2/v2.0/authorize"
     _, _, _, hostile = start(portal, "microsoft-outlook", tenant="../evil")
     assert hostile.status_code == 400 and 'id="tenant-error"' in hostile.text
+
+
+# -- an operator entry whose token URL the end user chooses (issue 8, finding 1) ----------
+def recording_listener() -> Starlette:
+    """Any request to any path is recorded with its credentials, and answered like a token
+    endpoint would: the host an end user typed, which must never see the platform app."""
+    async def anything(request: Request) -> Response:
+        request.app.state.requests.append({
+            "method": request.method, "path": request.url.path, "query": request.url.query,
+            "authorization": request.headers.get("authorization") or "",
+            "body": (await request.body()).decode(errors="replace")})
+        return JSONResponse({"access_token": "typed-host-token", "token_type": "bearer"})
+
+    app = Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+    app.state.requests = []
+    return app
+
+
+def self_hosted_entry(**option: Any) -> dict[str, Any]:
+    return {"name": "selfhosted", "displayName": "Self-hosted", "category": "Testing",
+            "description": "An app that runs on the customer's own server.",
+            "website": "https://selfhosted.example",
+            "authOptions": [{"key": "oauth2", "type": "OAUTH2", "displayName": "Sign in",
+                             "authUrl": "{base_url}/oauth/authorize",
+                             "tokenUrl": "{base_url}/oauth/token", **option,
+                             "props": {"base_url": {"type": "SHORT_TEXT", "required": True,
+                                                    "displayName": "Server URL",
+                                                    "format": "url"}}}]}
+
+
+def test_a_host_the_user_types_never_receives_the_platform_app(
+    make_client: Any, core_app: Starlette, tmp_path: Path
+) -> None:
+    from portal.catalog import CatalogError
+
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"selfhosted": {"clientId": CLIENT_ID,
+                                                        "clientSecret": CLIENT_SECRET}}}))
+    unmarked = tmp_path / "unmarked.json"
+    unmarked.write_text(json.dumps({"integrations": [self_hosted_entry()]}))
+    with pytest.raises(CatalogError, match=r"authUrl: \{base_url\} lets the end user choose"):
+        make_client(catalog_paths=(str(unmarked),), oauth_apps_file=str(apps),
+                    allow_http_loopback=True)
+
+    marked = tmp_path / "marked.json"
+    marked.write_text(json.dumps({"integrations": [self_hosted_entry(customerAppOnly=True)]}))
+    portal: TestClient = make_client(catalog_paths=(str(marked),), oauth_apps_file=str(apps),
+                                     allow_http_loopback=True)
+    listener = recording_listener()
+    core_app.state.oauth_apps["cust-1"] = {"integrationName": "selfhosted",
+                                           "clientId": "customer-id",
+                                           "clientSecret": "customer-secret"}
+    with server_thread(listener) as typed:
+        # The platform's app is configured for this integration, but never used for it.
+        session_id, page_path, _, pressed = start(portal, "selfhosted", base_url=typed)
+        assert pressed.status_code == 303
+        assert pressed.headers["location"] == page_path
+        assert "No OAuth app is set up for" in portal.get(page_path).text
+        assert session_of(portal, session_id)["errorCode"] == "NO_OAUTH_APP"
+        refused = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+            "integrationName": "selfhosted", "refreshToken": "r-1",
+            "props": {"base_url": typed}})
+        assert (refused.status_code, refused.json()["code"]) == (400, "NO_OAUTH_APP")
+
+        # The customer's own app goes to the customer's own server, and only it does.
+        _, _, _, custom = start(portal, "selfhosted",
+                                {"oauthAppMode": "custom", "oauthAppId": "cust-1"},
+                                base_url=typed)
+        assert custom.headers["location"].startswith(f"{typed}/oauth/authorize?")
+        assert callback(portal, custom, code="c-typed").status_code == 303
+        refreshed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={
+            "integrationName": "selfhosted", "refreshToken": "r-2", "oauthAppId": "cust-1",
+            "props": {"base_url": typed}})
+        assert refreshed.status_code == 200, refreshed.text
+
+    seen = json.dumps(listener.state.requests)
+    assert len(listener.state.requests) == 2  # the customer's exchange and refresh
+    assert "customer-secret" in seen
+    assert CLIENT_ID not in seen and CLIENT_SECRET not in seen
+    assert base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode() not in seen
+
+
+# -- an error answer while a delivery is in flight (issue 8, finding 2) ----------------------
+class SlowCore(httpx.AsyncBaseTransport):
+    """The core API, holding every create-connection request until the test lets it go."""
+
+    def __init__(self, core_app: Starlette) -> None:
+        self._inner = httpx.ASGITransport(app=core_app)
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/connections":
+            self.arrived.set()
+            await anyio.to_thread.run_sync(self.release.wait)
+        return await self._inner.handle_async_request(request)
+
+
+# What a second callback of the same session may bring; none may move it out of CONNECTING.
+LATE_ANSWERS = [{"error": "access_denied"}, {"code": "c-late", "iss": "https://evil.example"},
+                {}]
+
+
+@pytest.mark.parametrize("late", LATE_ANSWERS, ids=["error", "wrong-iss", "no-code"])
+def test_an_error_answer_cannot_overrule_a_delivery_in_flight(
+    make_client: Any, provider: tuple[str, Starlette], fake: Starlette, core_app: Starlette,
+    tmp_path: Path, late: dict[str, str],
+) -> None:
+    from tests.live_apps import WebhookReceiver
+
+    secret = "whsec_" + base64.b64encode(b"r" * 32).decode()
+    hooks = WebhookReceiver(secret)
+    catalog = tmp_path / "fake.json"
+    catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                  "clientSecret": CLIENT_SECRET}}}))
+    slow = SlowCore(core_app)
+    with server_thread(hooks.app) as hooks_url:
+        portal: TestClient = make_client(
+            core_transport=slow, catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
+            allow_http_loopback=True, webhook_url=f"{hooks_url}/hooks", webhook_secret=secret)
+        answer = mint(portal, integrationName="fake")
+        page_path, csrf = open_page(portal, answer["token"])
+        # Sign-in started twice in one browser: two states for one session.
+        first, second = (portal.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                                     headers={"Origin": PORTAL_URL}) for _ in range(2))
+        finished: list[Any] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            delivery = pool.submit(lambda: finished.append(callback(portal, first, code="c-1")))
+            try:
+                wait_until(slow.arrived.is_set, timeout=10, what="the delivery to reach the core")
+                assert session_of(portal, answer["sessionId"])["status"] == "CONNECTING"
+
+                overruled = callback(portal, second, **late)
+                assert overruled.status_code == 303
+                assert overruled.headers["location"] == page_path  # the page: "Connecting…"
+                assert "Connecting" in portal.get(page_path).text
+                assert session_of(portal, answer["sessionId"])["status"] == "CONNECTING"
+            finally:
+                slow.release.set()
+            delivery.result(timeout=30)
+        session = session_of(portal, answer["sessionId"])
+        assert (session["status"], session["error"]) == ("COMPLETED", None)
+        assert len(received(core_app)) == 1
+        assert [r["form"]["code"] for r in fake.state.requests] == ["c-1"]
+        wait_until(lambda: len(hooks.verified) >= 1, timeout=10, what="the webhook")
+    assert [event["type"] for event in hooks.verified] == ["connect.session.completed"]
+
+
+def test_an_error_answer_that_read_the_session_before_a_delivery_claimed_it_changes_nothing(
+    portal: TestClient, fake: Starlette, core_app: Starlette,
+) -> None:
+    """The race: callback 2 reads PENDING, then callback 1 moves the session to CONNECTING
+    before callback 2 writes. Its write must be refused by the store, not applied."""
+    from portal.sessions import SessionStatus
+
+    answer = mint(portal, integrationName="fake")
+    page_path, csrf = open_page(portal, answer["token"])
+    first, second = (portal.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                                 headers={"Origin": PORTAL_URL}) for _ in range(2))
+    store = portal.app.state.flow.store  # type: ignore[attr-defined]
+    real_get = store.get
+
+    async def read_then_claimed_by_the_other_callback(session_id: str) -> Any:
+        seen = await real_get(session_id)
+        if seen is not None and seen.status is SessionStatus.PENDING:
+            await store.transition(session_id, SessionStatus.CONNECTING)  # callback 1
+        return seen  # what callback 2 read: PENDING
+
+    store.get = read_then_claimed_by_the_other_callback
+    try:
+        overruled = callback(portal, second, error="access_denied")
+    finally:
+        store.get = real_get
+    assert overruled.status_code == 303 and overruled.headers["location"] == page_path
+    session = session_of(portal, answer["sessionId"])
+    assert (session["status"], session["error"]) == ("CONNECTING", None)
+    assert fake.state.requests == [] and received(core_app) == []
+    del first

@@ -41,7 +41,8 @@ _SECRET_TEXT_KEYS = {"placeholder", "pattern", "verification"}
 _BASIC_KEYS = {"username", "password", "verification"}
 _CUSTOM_KEYS = {"props", "verification"}
 _OAUTH_KEYS = {"authUrl", "tokenUrl", "scope", "pkce", "authorizationMethod", "extraParams",
-               "props", "issuer", "issParameterSupported", "tokenRequestFormat"}
+               "props", "issuer", "issParameterSupported", "tokenRequestFormat",
+               "customerAppOnly"}
 _FIELD_KEYS = {"type", "displayName", "description", "required", "defaultValue",
                "placeholder", "pattern", "min", "max", "format", "options", "markdown"}
 _BASIC_FIELD_KEYS = {"displayName", "description", "placeholder", "pattern"}
@@ -211,7 +212,7 @@ def _auth_option(raw: Any, where: str) -> AuthOption:
         fields = _props(raw, where, required=True)
     else:
         fields = _props(raw, where, required=False)
-        oauth = _oauth(raw, where, fields)
+        oauth = _oauth(raw, where, fields, auth_type)
 
     verification = None
     if "verification" in raw:
@@ -355,11 +356,20 @@ def _choices(raw: Any, where: str) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
-def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...]) -> OAuthSettings:
+def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...], auth_type: AuthType
+           ) -> OAuthSettings:
+    customer_app_only = raw.get("customerAppOnly", False)
+    if not isinstance(customer_app_only, bool):
+        raise CatalogError(f"{where}: customerAppOnly: must be true or false")
+    if customer_app_only and auth_type is not AuthType.OAUTH2:
+        raise CatalogError(f"{where}: customerAppOnly: only OAUTH2 options can be limited to "
+                           "the customer's own app; PLATFORM_OAUTH2 always uses the platform's")
     urls = {}
     for key in ("authUrl", "tokenUrl"):
         urls[key] = _string(raw, key, where)
         _url_template(urls[key], f"{where}: {key}", props)
+        if not customer_app_only:
+            _provider_host(urls[key], f"{where}: {key}", props)
     method = raw.get("authorizationMethod", "BODY")
     if method not in {"HEADER", "BODY"}:
         raise CatalogError(f"{where}: authorizationMethod: must be HEADER or BODY")
@@ -381,6 +391,8 @@ def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...]) -> OAuthSe
     issuer = _optional_string(raw, "issuer", where)
     if issuer is not None:
         _url_template(issuer, f"{where}: issuer", props)
+        if not customer_app_only:
+            _provider_host(issuer, f"{where}: issuer", props)
     iss_supported = raw.get("issParameterSupported", False)
     if not isinstance(iss_supported, bool):
         raise CatalogError(f"{where}: issParameterSupported: must be true or false")
@@ -391,6 +403,7 @@ def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...]) -> OAuthSe
         auth_url=urls["authUrl"], token_url=urls["tokenUrl"], scope=scope.strip(), pkce=pkce,
         authorization_method=method, extra_params=tuple(extra.items()),
         issuer=issuer, iss_parameter_supported=iss_supported, token_request_format=token_format,
+        customer_app_only=customer_app_only,
     )
 
 
@@ -466,6 +479,45 @@ def _url_template(template: str, where: str, fields: tuple[Field, ...]) -> None:
             ssrf.check_url(ssrf.PLACEHOLDER.sub("x", template), allow_http_loopback=True)
         except ssrf.UnsafeUrl as exc:
             raise CatalogError(f"{where}: not a safe https URL ({exc.reason})") from None
+
+
+def _provider_host(template: str, where: str, fields: tuple[Field, ...]) -> None:
+    """An OAuth URL of an option that may use the platform's app must name the provider.
+
+    The platform's client id and secret go to the token URL, and the issuer decides which
+    provider an answer is accepted from, so the end user may only choose leading labels
+    in front of a fixed suffix of at least two labels (`{shop}.myshopify.com`), or a
+    STATIC_DROPDOWN value the catalog fixes. A base-URL or whole-host placeholder, or
+    one in the registrable part of the name, is for `customerAppOnly` options only.
+    """
+    shape = ssrf.parse_template(template)
+    chosen = shape.base
+    if chosen is None and shape.host_keys:
+        authority = re.split(r"[/?#]", template.split("://", 1)[1], maxsplit=1)[0]
+        host = re.sub(r":(\d+|\{[A-Za-z_][A-Za-z0-9_]*\})$", "", authority)
+        by_key = {item.key: item for item in fields}
+
+        def operator_value(match: re.Match[str]) -> str:
+            field = by_key[match.group(1)]
+            if field.type is not FieldType.STATIC_DROPDOWN:
+                return match.group(0)
+            # The dropdown value with the fewest labels: the case that leaves the least.
+            return min((choice.value for choice in field.options), key=lambda v: v.count("."))
+
+        labels = ssrf.PLACEHOLDER.sub(operator_value, host).split(".")
+        fixed = 0
+        while fixed < len(labels) and "{" not in labels[-1 - fixed]:
+            fixed += 1
+        user_labels = [label for label in labels if "{" in label]
+        if user_labels and fixed < 2:
+            chosen = ssrf.PLACEHOLDER.findall(user_labels[-1])[-1]
+    if chosen is not None:
+        raise CatalogError(
+            f"{where}: {{{chosen}}} lets the end user choose the host; with the platform's "
+            "OAuth app this URL must name the provider (placeholders only in labels before "
+            "at least two fixed ones, like https://{shop}.myshopify.com), or mark the option "
+            '"customerAppOnly": true to sign in with the customer\'s own app only'
+        )
 
 
 def _statuses(raw: dict[str, Any], key: str, default: tuple[int, ...], where: str

@@ -136,6 +136,9 @@ class OAuthSettings:
     issuer: str | None = None
     iss_parameter_supported: bool = False
     token_request_format: str = "FORM"  # JSON: the token request body is a JSON object
+    # Only ever signs in with the customer's own app (`oauthAppMode: "custom"`), never the
+    # platform's: set when the end user chooses the provider's host (a self-hosted server).
+    customer_app_only: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -145,6 +148,7 @@ class OAuthSettings:
             "pkce": self.pkce,
             "authorizationMethod": self.authorization_method,
             "extraParams": dict(self.extra_params),
+            "customerAppOnly": self.customer_app_only,
         }
 
 

@@ -14,12 +14,20 @@ from portal.views.common import flow_of, json_response, read_json, require_api_k
 from portal.views.pages import read_bound_form, render, render_result
 
 # Binds a flow to the browser that started it; the callback compares it with the state.
+# Over https the name has the `__Host-` prefix: Secure, Path=/, no Domain, so neither a
+# sibling subdomain nor plain http can plant or overwrite it. Browsers refuse `__Host-`
+# cookies on plain http, so a development portal on http uses the bare name.
 BROWSER_COOKIE = "portal_oauth"
+SECURE_BROWSER_COOKIE = "__Host-portal_oauth"
 
 
 def oauth_of(request: Request) -> OAuthFlow:
     oauth: OAuthFlow = request.app.state.oauth
     return oauth
+
+
+def browser_cookie_name(flow: ConnectFlow) -> str:
+    return SECURE_BROWSER_COOKIE if flow.settings.secure_cookies else BROWSER_COOKIE
 
 
 def render_start(
@@ -53,7 +61,8 @@ async def start(request: Request) -> Response:
     session, binding, form = await read_bound_form(request)
     if session.status.is_final:
         return render_result(request, flow.result(session))
-    outcome = await oauth_of(request).start(session, form, request.cookies.get(BROWSER_COOKIE))
+    cookie_name = browser_cookie_name(flow)
+    outcome = await oauth_of(request).start(session, form, request.cookies.get(cookie_name))
     if isinstance(outcome, ConnectResult):
         return _finish_response(request, outcome, opener=form.get("opener") == "1")
     if isinstance(outcome, FormRejected):
@@ -64,10 +73,11 @@ async def start(request: Request) -> Response:
                             flow.signer.csrf_token(binding), outcome, status_code=400)
     response = RedirectResponse(outcome.authorize_url, status_code=303)
     response.set_cookie(
-        BROWSER_COOKIE,
-        outcome.browser_id,
+        cookie_name,
+        outcome.browser_cookie,
         max_age=STATE_TTL,
-        # Sent to the start too, so flows started side by side in one browser share it.
+        # Sent to the start too, so flows started side by side in one browser share it;
+        # `__Host-` requires exactly this path and no domain.
         path="/",
         secure=flow.settings.secure_cookies,
         httponly=True,
@@ -80,7 +90,12 @@ async def start(request: Request) -> Response:
 async def callback(request: Request) -> Response:
     """`GET /oauth/callback`: the provider's answer. Redeems the code at most once."""
     params = {key: value for key, value in request.query_params.items()}
-    finished = await oauth_of(request).finish(params, request.cookies.get(BROWSER_COOKIE))
+    cookie = request.cookies.get(browser_cookie_name(flow_of(request)))
+    finished = await oauth_of(request).finish(params, cookie)
+    if finished.result is None:
+        # This answer changed nothing (another callback of the session got there first):
+        # the session's page shows "Connecting…" or the result that callback reached.
+        return RedirectResponse(f"/connect/s/{finished.session_id}", status_code=303)
     return _finish_response(request, finished.result, opener=finished.opener)
 
 
