@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from portal import errors
+from portal import errors, ssrf
 from portal.catalog import Catalog, load_catalog
 from portal.delivery import CoreApiClient
 from portal.flow import ConnectFlow
@@ -31,6 +31,7 @@ from portal.middleware import (
 from portal.oauth import ClientApp, ProviderClient
 from portal.oauth_apps import OAuthApps, load_platform_apps
 from portal.oauth_flow import OAuthFlow
+from portal.outbound import HostCheck, OutboundPolicy
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
@@ -52,9 +53,11 @@ def create_app(
     core_transport: httpx.AsyncBaseTransport | None = None,
     oauth_transport: httpx.AsyncBaseTransport | None = None,
     oauth_apps: Mapping[str, ClientApp] | None = None,
+    outbound_lookup: ssrf.Lookup | None = None,
 ) -> Starlette:
     """Build the portal. `store`, `catalog`, the transports and `oauth_apps` (platform apps
-    besides PORTAL_OAUTH_APPS) are for tests and the demo."""
+    besides PORTAL_OAUTH_APPS) are for tests and the demo; `outbound_lookup` replaces the
+    name service of every outbound request (tests map made-up names to addresses)."""
     # A bad catalog stops start-up here, naming the file, the entry and the field.
     catalog = catalog or load_catalog(settings.catalog_paths)
     if not settings.secret_keys:
@@ -62,6 +65,13 @@ def create_app(
     if not settings.core_api_url or not settings.core_api_key:
         raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
     platform_apps = {**load_platform_apps(settings.oauth_apps_file), **(oauth_apps or {})}
+    # The one outbound policy: every request that leaves the portal is checked against it.
+    try:
+        outbound = OutboundPolicy.from_setting(settings.outbound_allow,
+                                               allow_http_loopback=settings.allow_http_loopback)
+    except ValueError as exc:
+        raise SettingsError(f"PORTAL_OUTBOUND_ALLOW: {exc}") from None
+    lookup = outbound_lookup or ssrf.system_lookup
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,10 +86,14 @@ def create_app(
             api_key=settings.core_api_key or "",
             timeout=settings.core_api_timeout,
             transport=core_transport,
+            policy=outbound,
+            lookup=lookup,
         )
         checker = CredentialChecker(
             timeout=settings.verification_timeout,
             allow_http_loopback=settings.allow_http_loopback,
+            policy=outbound,
+            lookup=lookup,
         )
         if not settings.verify_credentials:
             logger.warning("PORTAL_VERIFY_CREDENTIALS is off: credentials are saved unchecked")
@@ -89,6 +103,8 @@ def create_app(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,
                 retry_delays=settings.webhook_retry_delays,
+                policy=outbound,
+                lookup=lookup,
             )
         app.state.flow = ConnectFlow(
             settings=settings,
@@ -98,11 +114,14 @@ def create_app(
             core=core,
             checker=checker if settings.verify_credentials else None,
             webhooks=webhooks,
+            hosts=HostCheck(outbound, lookup=lookup),
         )
         oauth_states = open_state_store(settings.redis_url, prefix=settings.redis_prefix)
+        provider = ProviderClient(timeout=settings.oauth_timeout, transport=oauth_transport,
+                                  policy=outbound, lookup=lookup)
         app.state.oauth = OAuthFlow(
             flow=app.state.flow,
-            provider=ProviderClient(timeout=settings.oauth_timeout, transport=oauth_transport),
+            provider=provider,
             apps=OAuthApps(platform=platform_apps, core=core),
             states=oauth_states,
         )
@@ -113,6 +132,7 @@ def create_app(
         finally:
             await oauth_states.close()
             await checker.aclose()
+            await provider.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
             await core.aclose()

@@ -15,6 +15,9 @@ from urllib.parse import quote
 
 import httpx
 
+from portal import ssrf
+from portal.outbound import OutboundPolicy, guarded_client
+
 logger = logging.getLogger("portal.delivery")
 
 RETRY_DELAYS = (0.25, 1.0)
@@ -43,13 +46,19 @@ class CoreApiClient:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        policy: OutboundPolicy | None = None,
+        lookup: ssrf.Lookup = ssrf.system_lookup,
     ) -> None:
-        self._http = httpx.AsyncClient(
+        # Through the guarded outbound path; CORE_API_URL's host is the operator's own,
+        # trusted whatever it resolves to (often a private address).
+        self._http = guarded_client(
+            policy=(policy or OutboundPolicy()).trusting(httpx.URL(base_url).host),
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "connect-portal"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-            follow_redirects=False,
+            headers={"Authorization": f"Bearer {api_key}"},
+            user_agent="connect-portal",
+            timeout=timeout,
             transport=transport,
+            lookup=lookup,
         )
         self._retry_delays = retry_delays
 

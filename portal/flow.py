@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from portal.catalog import AuthOption, Catalog, Integration
+from portal.catalog import AuthOption, Catalog, FieldFormat, Integration
 from portal.connect_request import ConnectRequest
 from portal.credentials import CREDENTIAL_TYPES, FormResult, connection_body, read_form
 from portal.delivery import CoreApiClient, DeliveryFailed
@@ -31,6 +31,7 @@ from portal.errors import (
     SessionNotFoundError,
     ValidationFailed,
 )
+from portal.outbound import HostCheck
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import Settings, origin_of
 from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
@@ -106,6 +107,7 @@ class ConnectFlow:
         core: CoreApiClient,
         checker: CredentialChecker | None = None,
         webhooks: WebhookSender | None = None,
+        hosts: HostCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -115,6 +117,7 @@ class ConnectFlow:
         self.core = core
         self.checker = checker
         self.webhooks = webhooks
+        self.hosts = hosts
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
@@ -311,6 +314,15 @@ class ConnectFlow:
         )
         if result.errors:
             return FormRejected(errors=result.errors, values=result.values)
+        if self.hosts is not None:
+            # Host names the core API will connect to must resolve to allowed addresses.
+            for item in option.inputs:
+                host = result.checked.get(item.key)
+                if item.format is FieldFormat.HOSTNAME and host:
+                    refusal = await self.hosts.refusal(host)
+                    if refusal is not None:
+                        return FormRejected(errors={item.key: f"hostname_{refusal}"},
+                                            values=result.values)
         if option.verification is not None and self.checker is not None:
             check = await self.checker.check(option.verification, result.checked)
             if check.outcome is Outcome.REJECTED and check.field:
@@ -318,6 +330,8 @@ class ConnectFlow:
             if check.outcome is Outcome.UNSAFE and check.field:
                 return FormRejected(errors={check.field: f"url_{check.reason}"},
                                     values=result.values)
+            if check.outcome is Outcome.UNSENDABLE and check.field:
+                return FormRejected(errors={check.field: check.reason}, values=result.values)
             if check.outcome is not Outcome.VALID:
                 return FormRejected(errors={}, values=result.values,
                                     notice="provider_unavailable")

@@ -1,26 +1,29 @@
 """The OAuth family's provider side: the only module that talks to OAuth providers.
 
-It builds authorization URLs and redeems codes and refresh tokens with Authlib's async
-client over httpx, with explicit timeouts and no redirects. It knows nothing about
-sessions, browsers or HTTP handlers. A provider's answer is never logged: only the
-provider's host, the HTTP status and the OAuth error code are.
+It builds authorization URLs (Authlib's `prepare_grant_uri` and PKCE helper, both
+public API) and redeems codes and refresh tokens itself, with httpx through the guarded
+outbound client (portal/outbound.py): the token host is resolved once, every address
+is checked against the outbound policy, and the connection goes to that address, so
+the client secret and the PKCE verifier never reach a host the policy refuses. No
+redirects, explicit timeouts, and at most `MAX_TOKEN_RESPONSE_BYTES` of an answer are
+read. It knows nothing about sessions, browsers or HTTP handlers. A provider's answer is
+never logged: only the provider's host, the HTTP status and the OAuth error code are.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import secrets
-import warnings
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
-from authlib.common.urls import url_decode  # type: ignore[import-untyped]
-from authlib.integrations.base_client.errors import (  # type: ignore[import-untyped]
-    OAuthError,
-)
 from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
     prepare_grant_uri,
 )
@@ -28,24 +31,23 @@ from authlib.oauth2.rfc7636 import (  # type: ignore[import-untyped]
     create_s256_code_challenge,
 )
 
-with warnings.catch_warnings():
-    # Authlib 1.9 would rather use the httpx2 fork; the portal uses httpx throughout.
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
-        AsyncOAuth2Client,
-    )
-
 from portal import ssrf
 from portal.catalog import OAuthSettings
+from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.settings import origin_of
 
 logger = logging.getLogger("portal.oauth")
 
 MAX_MESSAGE_LENGTH = 200
+# A token answer is a few kilobytes even with an id_token; anything bigger is refused.
+MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 # Fields of a token response that the delivery body names itself; the rest go to `data`.
 _STANDARD_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in", "scope",
                     "expires_at", "id_token", "ok"}
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# Control, format (bidi overrides such as U+202E, zero-width characters), surrogate,
+# private-use and unassigned characters, and line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_SPACES = re.compile(r"\s{2,}")
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,11 @@ class ProviderError(Exception):
 
 
 def clean_text(value: object, limit: int = MAX_MESSAGE_LENGTH) -> str:
-    """Provider-supplied text made safe to store and show: printable and capped."""
-    text = _UNPRINTABLE.sub(" ", str(value)).strip()
+    """Provider-supplied text made safe to store and show: no control, format (bidi
+    override, zero-width) or other invisible characters, one space between words, capped."""
+    text = "".join(" " if unicodedata.category(char) in _INVISIBLE else char
+                   for char in str(value))
+    text = _SPACES.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -129,26 +134,31 @@ def endpoints_for(
 
 
 class ProviderClient:
-    def __init__(
-        self, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
-        self._transport = transport
+    """Token and refresh requests to OAuth providers, through the guarded outbound path.
 
-    def _client(self, settings: OAuthSettings, app: ClientApp) -> Any:
-        method = ("client_secret_basic" if settings.authorization_method == "HEADER"
-                  else "client_secret_post")
-        kind = _JsonTokenClient if settings.token_request_format == "JSON" else AsyncOAuth2Client
-        return kind(
-            client_id=app.client_id,
-            client_secret=app.client_secret,
-            token_endpoint_auth_method=method,
-            timeout=self._timeout,
-            follow_redirects=False,
-            trust_env=False,
-            transport=self._transport,
-            headers={"User-Agent": "connect-portal"},
+    `policy` is the portal's outbound policy (public addresses, PORTAL_OUTBOUND_ALLOW);
+    `transport` and `lookup` are for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: OutboundPolicy | None = None,
+        lookup: ssrf.Lookup = ssrf.system_lookup,
+    ) -> None:
+        self._http = guarded_client(
+            policy=policy or OutboundPolicy(),
+            timeout=timeout,
+            user_agent="connect-portal",
+            headers={"Accept": "application/json"},
+            transport=transport,
+            lookup=lookup,
         )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     @staticmethod
     def authorization_url(
@@ -182,23 +192,19 @@ class ProviderClient:
         verifier: str | None,
         redirect_uri: str,
     ) -> TokenSet:
-        extra = {"code_verifier": verifier} if verifier else {}
-        return await self._token_request(
-            settings, endpoints, app, "exchange",
-            lambda client: client.fetch_token(
-                endpoints.token_url, grant_type="authorization_code", code=code,
-                redirect_uri=redirect_uri, **extra,
-            ),
-        )
+        grant = {"grant_type": "authorization_code", "code": code,
+                 "redirect_uri": redirect_uri}
+        if verifier:
+            grant["code_verifier"] = verifier
+        answer = await self._token_request(settings, endpoints, app, "exchange", grant)
+        return _token_set(answer, settings.scope, _host(endpoints), "exchange")
 
     async def refresh(
         self, settings: OAuthSettings, endpoints: Endpoints, app: ClientApp, refresh_token: str
     ) -> TokenSet:
-        tokens = await self._token_request(
-            settings, endpoints, app, "refresh",
-            lambda client: client.refresh_token(endpoints.token_url,
-                                                refresh_token=refresh_token),
-        )
+        grant = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        answer = await self._token_request(settings, endpoints, app, "refresh", grant)
+        tokens = _token_set(answer, settings.scope, _host(endpoints), "refresh")
         if tokens.refresh_token is None:
             # Providers that do not rotate refresh tokens answer without one: keep it.
             tokens = TokenSet(
@@ -210,35 +216,46 @@ class ProviderClient:
 
     async def _token_request(
         self, settings: OAuthSettings, endpoints: Endpoints, app: ClientApp, what: str,
-        send: Any,
-    ) -> TokenSet:
-        host = httpx.URL(endpoints.token_url).host
+        grant: dict[str, str],
+    ) -> dict[str, Any]:
+        """POST the grant to the token URL; the answer as a dict, or ProviderError."""
+        host = _host(endpoints)
+        payload = dict(grant)
+        headers: dict[str, str] = {}
+        if settings.authorization_method == "HEADER":
+            # client_secret_basic, written as Authlib did (the id and secret unquoted).
+            pair = f"{app.client_id}:{app.client_secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        else:  # client_secret_post: in the body, a form or a JSON object alike
+            payload.update(client_id=app.client_id, client_secret=app.client_secret)
+        as_json = settings.token_request_format == "JSON"
         try:
-            async with self._client(settings, app) as client:
-                answer = await send(client)
-        except OAuthError as exc:
-            error = clean_text(exc.error or "error", 64)
-            logger.warning("token %s at %s refused: %s", what, host, error)
-            text = f"The provider refused the sign-in ({error})"
-            if exc.description:
-                text += f": {clean_text(exc.description)}"
-            raise ProviderError(error, clean_text(text)) from None
+            request = self._http.build_request(
+                "POST", endpoints.token_url, headers=headers,
+                json=payload if as_json else None, data=None if as_json else payload,
+            )
+            response = await self._http.send(request, stream=True)
+            try:
+                body = await _read_capped(response)
+            finally:
+                await response.aclose()
+        except OutboundRefused as exc:
+            logger.warning("token %s at %s refused by the outbound policy: %s", what, host,
+                           exc.reason)
+            raise ProviderError(
+                "refused", "The sign-in server's address is not allowed from this portal."
+            ) from None
         except httpx.TimeoutException:
             logger.warning("token %s at %s timed out", what, host)
             raise ProviderError("timeout", "The provider did not answer in time.") from None
-        except httpx.HTTPStatusError as exc:
-            status = exc.response.status_code
-            logger.warning("token %s at %s answered %d", what, host, status)
-            raise ProviderError(
-                f"status_{status}", f"The provider answered with an error (HTTP {status})."
-            ) from None
         except httpx.HTTPError as exc:
             logger.warning("token %s at %s unreachable: %s", what, host, type(exc).__name__)
             raise ProviderError("unreachable", "The provider could not be reached.") from None
-        except ValueError:
-            logger.warning("token %s at %s: the answer is not a JSON object", what, host)
+        except _TooLarge:
+            logger.warning("token %s at %s: the answer is over %d bytes", what, host,
+                           MAX_TOKEN_RESPONSE_BYTES)
             raise ProviderError(
-                "not_json", "The provider gave an answer that could not be read."
+                "too_large", "The provider gave an answer that could not be read."
             ) from None
         except Exception as exc:
             # Whatever else goes wrong, the session must end FAILED rather than hang.
@@ -246,40 +263,76 @@ class ProviderClient:
             raise ProviderError(
                 "unexpected", "The provider's answer could not be used."
             ) from None
-        return _token_set(dict(answer), settings.scope, host, what)
+        answer = _parse_answer(body, response.headers.get("content-type", ""))
+        status = response.status_code
+        error = answer.get("error") if answer is not None else None
+        if isinstance(error, str) and error:
+            # An OAuth error answer (RFC 6749 5.2), whatever its status: GitHub sends 200.
+            code = clean_text(error, 64)
+            logger.warning("token %s at %s refused: %s (HTTP %d)", what, host, code, status)
+            text = f"The provider refused the sign-in ({code})"
+            description = answer.get("error_description") if answer is not None else None
+            if description:
+                text += f": {clean_text(description)}"
+            raise ProviderError(code, clean_text(text))
+        if not response.is_success:
+            logger.warning("token %s at %s answered %d", what, host, status)
+            raise ProviderError(
+                f"status_{status}", f"The provider answered with an error (HTTP {status})."
+            )
+        if answer is None:
+            logger.warning("token %s at %s: the answer is not JSON or a form", what, host)
+            raise ProviderError(
+                "not_json", "The provider gave an answer that could not be read."
+            )
+        return answer
 
 
-class _JsonTokenClient(AsyncOAuth2Client):  # type: ignore[misc]
-    """For providers whose token endpoint takes a JSON body instead of a form."""
-
-    async def _fetch_token(self, url: str, body: str = "", headers: Any = None,
-                           auth: Any = None, method: str = "POST", **kwargs: Any) -> Any:
-        response = await self._post_json(url, body, headers, auth, **kwargs)
-        for hook in self.compliance_hook["access_token_response"]:
-            response = hook(response)
-        return self.parse_response_token(response)
-
-    async def _refresh_token(self, url: str, refresh_token: str | None = None, body: str = "",
-                             headers: Any = None, auth: Any = None, **kwargs: Any) -> Any:
-        response = await self._post_json(url, body, headers, auth, **kwargs)
-        for hook in self.compliance_hook["refresh_token_response"]:
-            response = hook(response)
-        return self.parse_response_token(response)
-
-    async def _post_json(self, url: str, body: str, headers: Any, auth: Any,
-                         **kwargs: Any) -> httpx.Response:
-        payload = dict(url_decode(body))
-        if self.token_endpoint_auth_method == "client_secret_post":
-            # Client credentials go inside the JSON object, not appended as a form.
-            payload.update(client_id=self.client_id, client_secret=self.client_secret)
-            auth = None
-        headers = {**(headers or {}), "Content-Type": "application/json"}
-        response: httpx.Response = await self.post(url, json=payload, headers=headers,
-                                                   auth=auth, **kwargs)
-        return response
+class _TooLarge(Exception):
+    pass
 
 
-def _token_set(answer: dict[str, Any], requested_scope: str, host: str | None,
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _parse_answer(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """A token endpoint's answer as a dict: JSON (RFC 6749), or a form as GitHub sends
+    without `Accept: application/json`. None when it is neither."""
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if kind != "application/x-www-form-urlencoded":
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+        if kind == "application/json" or "json" in kind:
+            return None
+    if kind in {"application/x-www-form-urlencoded", "text/plain", ""} and "=" in text:
+        try:
+            pairs = parse_qsl(text.strip(), keep_blank_values=True, strict_parsing=True,
+                              max_num_fields=100)
+        except ValueError:
+            return None
+        return dict(pairs)
+    return None
+
+
+def _host(endpoints: Endpoints) -> str:
+    return httpx.URL(endpoints.token_url).host
+
+
+def _token_set(answer: dict[str, Any], requested_scope: str, host: str,
                what: str) -> TokenSet:
     access_token = answer.get("access_token")
     if not isinstance(access_token, str) or not access_token:

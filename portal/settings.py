@@ -46,6 +46,9 @@ class Settings:
     verification_timeout: float = 5.0
     # Tests and development only: lets the SSRF guard accept plain http to loopback.
     allow_http_loopback: bool = False
+    # Private networks, addresses and host names outbound requests may reach besides
+    # public addresses (an identity provider inside the operator's network); docs/outbound.md.
+    outbound_allow: str = ""
     # The platform's own OAuth apps (client id and secret per integration); docs/oauth.md.
     oauth_apps_file: str | None = None
     oauth_timeout: float = 10.0
@@ -130,6 +133,7 @@ class Settings:
             verification_timeout=_number(env, "PORTAL_VERIFY_TIMEOUT", cls.verification_timeout,
                                          0.5, 30),
             allow_http_loopback=_flag(env, "PORTAL_ALLOW_HTTP_LOOPBACK", default=False),
+            outbound_allow=_outbound_allow(env),
             oauth_apps_file=_optional(env, "PORTAL_OAUTH_APPS"),
             oauth_timeout=_number(env, "PORTAL_OAUTH_TIMEOUT", cls.oauth_timeout, 0.5, 60),
             webhook_url=webhook_url,
@@ -222,6 +226,18 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
             )
         origins.append(origin_of(value))
     return tuple(dict.fromkeys(origins))
+
+
+def _outbound_allow(env: Mapping[str, str]) -> str:
+    """PORTAL_OUTBOUND_ALLOW, checked here so a bad entry stops the start, named."""
+    from portal.outbound import OutboundPolicy
+
+    value = env.get("PORTAL_OUTBOUND_ALLOW", "").strip()
+    try:
+        OutboundPolicy.from_setting(value)
+    except ValueError as exc:
+        raise SettingsError(f"PORTAL_OUTBOUND_ALLOW: {exc}") from None
+    return value
 
 
 def _webhook_secret(env: Mapping[str, str]) -> str | None:

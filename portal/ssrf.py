@@ -4,8 +4,9 @@ Rules: `https` only (plain `http` only to a loopback address, and only when a te
 development setting allows it); no user name or password in a URL; a host is a DNS
 name or a public IP address written the ordinary way (no `0x7f.1`, no `2130706433`);
 a placeholder in a host is one or more DNS labels; and a host must resolve only to
-public addresses. Callers connect to the address that was checked (`resolve_public`),
-so a second DNS answer cannot point the request somewhere else.
+public addresses (`is_public_address`, by explicit special-purpose tables). These are
+the checks a form can make before anything is sent; the request itself goes through
+`portal/outbound.py`, which applies the same address policy to the address it connects to.
 """
 
 from __future__ import annotations
@@ -24,12 +25,57 @@ LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_HOST_LENGTH = 253
 MAX_URL_LENGTH = 2048
-# Names that only mean something inside a network; never a provider's public host.
+# Names that only mean something inside a network; never a provider's public host
+# (`kubernetes.default.svc`, `db.service.consul`, `x.cluster.local`, `metadata.google.internal`).
 _INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".intranet", ".lan", ".home.arpa",
-                      ".arpa", ".corp", ".localdomain")
+                      ".arpa", ".corp", ".localdomain", ".svc", ".consul")
 _INTERNAL_NAMES = {"localhost", "localhost.localdomain", "metadata", "instance-data"}
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
+# Special-purpose ranges from the IANA IPv4 and IPv6 Special-Purpose Address Registries
+# (and RFC 9637, RFC 9602), spelled out rather than left to the interpreter's tables,
+# which differ between Python releases (3.11 calls 192.0.0.8, fec0::1 and 3fff::1 global).
+# No request may go to any of them; PORTAL_OUTBOUND_ALLOW is the only way round.
+SPECIAL_IPV4: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(net), name) for net, name in (
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space (CGNAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local (cloud metadata)"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignments (192.0.0.8 dummy, NAT64 discovery)"),
+        ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+        ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved, and the limited broadcast 255.255.255.255"),
+    )
+)
+SPECIAL_IPV6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.IPv6Network(net), name) for net, name in (
+        ("::/96", "unspecified, loopback and IPv4-compatible (deprecated)"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("2001::/23", "IETF protocol assignments (Teredo 2001::/32, benchmarking, ORCHID)"),
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
+        ("3fff::/20", "documentation (RFC 9637)"),
+        ("5f00::/16", "segment routing SIDs (RFC 9602)"),
+        ("fc00::/7", "unique local (ULA)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
+    )
+)
+# Only 2000::/3 holds global unicast today; everything outside it is refused too.
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+# IPv6 forms that carry an IPv4 address in their last 32 bits: judged by that address.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 
 class UnsafeUrl(ValueError):
     """A URL or host built from user input is refused. `reason` is a short code."""
@@ -50,30 +96,34 @@ class CheckedUrl:
 
 
 def is_public_address(ip: IPAddress, *, allow_loopback: bool = False) -> bool:
-    """Global unicast only: refuses loopback, private, link-local (cloud metadata
-    included), CGNAT, multicast, reserved and unspecified, and the same addresses
-    hidden inside IPv4-mapped, NAT64, 6to4 or Teredo IPv6 addresses."""
+    """Global unicast only, by the explicit tables above: refuses loopback, private,
+    link-local (cloud metadata included), CGNAT, benchmarking, documentation, ULA and
+    site-local, multicast, reserved and unspecified, 6to4, Teredo and local NAT64, and
+    the same addresses inside IPv4-mapped or well-known NAT64 IPv6 addresses."""
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
+        if ip.scope_id:
+            return False
+        embedded = embedded_ipv4(ip)
         if embedded is not None:
             return is_public_address(embedded, allow_loopback=allow_loopback)
-    if ip.is_loopback:
-        return allow_loopback
-    return ip.is_global and not (
-        ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_unspecified
-        or ip.is_private
-    )
+        if ip == ipaddress.IPv6Address("::1"):
+            return allow_loopback
+        if ip not in _GLOBAL_UNICAST or any(ip in net for net, _ in SPECIAL_IPV6):
+            return False
+    else:
+        if ip in _LOOPBACK_V4:
+            return allow_loopback
+        if any(ip in net for net, _ in SPECIAL_IPV4):
+            return False
+    # The interpreter's own table may only ever refuse more.
+    return ip.is_global
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64:
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped (::ffff:a.b.c.d) or well-known NAT64
+    (64:ff9b::a.b.c.d) address stands for; such an address is exactly as reachable."""
+    if ip in _IPV4_MAPPED or ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
     return None
 
 
@@ -250,26 +300,3 @@ async def system_lookup(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
-
-
-async def resolve_public(
-    host: str, port: int, *, allow_loopback: bool = False, lookup: Lookup = system_lookup
-) -> list[IPAddress]:
-    """Every address `host` resolves to, refused unless all of them are public."""
-    try:
-        answers = await lookup(host, port)
-    except (OSError, UnicodeError):
-        raise UnsafeUrl("unresolvable") from None
-    addresses: list[IPAddress] = []
-    for answer in answers:
-        try:
-            address = ipaddress.ip_address(answer.split("%")[0])
-        except ValueError:
-            raise UnsafeUrl("unresolvable") from None
-        if not is_public_address(address, allow_loopback=allow_loopback):
-            raise UnsafeUrl("private_address")
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise UnsafeUrl("unresolvable")
-    return addresses

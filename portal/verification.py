@@ -1,17 +1,19 @@
 """Check a credential with its provider before it is saved.
 
 An auth option may declare a verification request (see docs/catalog.md). This module
-fills its templates from the checked form values, passes the URL through the SSRF
-guard, resolves the host once, and connects to that checked address (TLS still checks
-the provider's real name). No redirects are followed and at most `MAX_RESPONSE_BYTES`
-of the answer are read. Nothing from the answer, and no secret, is logged.
+fills its templates from the checked form values and sends it through the guarded
+outbound client (portal/outbound.py): the URL is checked, the host resolved once, every
+address checked against the outbound policy, and the connection made to that address
+(TLS still checks the provider's real name). No redirects are followed and at most
+`MAX_RESPONSE_BYTES` of the answer are read. Nothing from the answer, and no secret,
+is logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,10 +22,14 @@ import httpx
 
 from portal import ssrf
 from portal.catalog import Verification
+from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 logger = logging.getLogger("portal.verification")
 
 MAX_RESPONSE_BYTES = 64 * 1024
+# What an HTTP header value can carry: printable ASCII and tab. httpx refuses anything
+# else (a UnicodeEncodeError), and CR or LF would end the header.
+_NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e\t]")
 
 
 class Outcome(StrEnum):
@@ -31,12 +37,13 @@ class Outcome(StrEnum):
     REJECTED = "REJECTED"  # the provider said the credential is wrong
     UNAVAILABLE = "UNAVAILABLE"  # the provider could not tell us; the user may retry
     UNSAFE = "UNSAFE"  # the URL built from the user's input was refused by the SSRF guard
+    UNSENDABLE = "UNSENDABLE"  # a value cannot be sent where the check puts it; nothing sent
 
 
 @dataclass(frozen=True)
 class CheckResult:
     outcome: Outcome
-    field: str | None = None  # the field to blame (REJECTED, UNSAFE)
+    field: str | None = None  # the field to blame (REJECTED, UNSAFE, UNSENDABLE)
     reason: str = ""  # a short code for logs and templates, never a secret
 
 
@@ -46,59 +53,39 @@ class CredentialChecker:
         *,
         timeout: float = 5.0,
         allow_http_loopback: bool = False,
+        policy: OutboundPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         lookup: ssrf.Lookup = ssrf.system_lookup,
     ) -> None:
+        """`policy` is the portal's outbound policy; without one, public addresses only
+        (and loopback when `allow_http_loopback`)."""
         self._allow_loopback = allow_http_loopback
-        self._lookup = lookup
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would bypass the address check
-            # No pooled connections: one opened for one provider's name (SNI) must never
-            # carry a request for another provider that happens to share its address.
-            limits=httpx.Limits(max_keepalive_connections=0),
-            headers={"User-Agent": "connect-portal (credential check)"},
+        self._http = guarded_client(
+            policy=policy or OutboundPolicy(allow_http_loopback=allow_http_loopback),
+            timeout=timeout,
+            user_agent="connect-portal (credential check)",
             transport=transport,
+            lookup=lookup,
         )
 
     async def check(self, verification: Verification, values: Mapping[str, str]) -> CheckResult:
+        unsendable = _unsendable_header_value(verification, values)
+        if unsendable is not None:
+            logger.info("credential check not sent: %s cannot go in a header", unsendable)
+            return CheckResult(Outcome.UNSENDABLE, field=unsendable, reason="charset")
         try:
             url = ssrf.expand_url(
                 verification.url, values, allow_http_loopback=self._allow_loopback
             )
-            addresses = [url.ip] if url.ip is not None else await asyncio.wait_for(
-                ssrf.resolve_public(url.host, url.port, lookup=self._lookup,
-                                    allow_loopback=self._allow_loopback),
-                timeout=self._timeout,
-            )
-        except TimeoutError:
-            logger.warning("credential check: resolving %s timed out", url.host)
-            return CheckResult(Outcome.UNAVAILABLE, reason="timeout")
         except ssrf.UnsafeUrl as exc:
-            if exc.reason == "unresolvable":
-                logger.info("credential check: %s does not resolve", _safe_host(verification))
-                return CheckResult(Outcome.UNAVAILABLE, reason="unresolvable")
             logger.info("credential check refused by the SSRF guard: %s", exc.reason)
             return CheckResult(Outcome.UNSAFE, field=exc.field, reason=exc.reason)
-        return await self._send(verification, values, url, addresses[0])
+        return await self._send(verification, values, url)
 
     async def _send(
-        self,
-        verification: Verification,
-        values: Mapping[str, str],
-        url: ssrf.CheckedUrl,
-        address: ssrf.IPAddress,
+        self, verification: Verification, values: Mapping[str, str], url: ssrf.CheckedUrl
     ) -> CheckResult:
         headers = {name: _fill(value, values) for name, value in verification.headers}
-        request_url = httpx.URL(url.url)
-        extensions = {}
-        if url.ip is None:
-            # Connect to the address that was checked; TLS still verifies the real name.
-            headers["Host"] = request_url.netloc.decode("ascii")
-            request_url = request_url.copy_with(host=str(address))
-            extensions["sni_hostname"] = url.host
         auth = None
         if verification.basic_auth is not None:
             auth = httpx.BasicAuth(_fill(verification.basic_auth[0], values),
@@ -111,11 +98,15 @@ class CredentialChecker:
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
         request = self._http.build_request(
-            verification.method, request_url, headers=headers, content=body,
-            extensions=extensions,
+            verification.method, url.url, headers=headers, content=body,
         )
         try:
             response = await self._http.send(request, auth=auth, stream=True)
+        except OutboundRefused as exc:
+            logger.info("credential check to %s refused by the outbound policy: %s",
+                        url.host, exc.reason)
+            return CheckResult(Outcome.UNSAFE, field=_host_field(verification),
+                               reason=exc.reason)
         except httpx.TimeoutException:
             logger.warning("credential check: %s timed out", url.host)
             return CheckResult(Outcome.UNAVAILABLE, reason="timeout")
@@ -154,6 +145,19 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     return ssrf.PLACEHOLDER.sub(lambda match: values.get(match.group(1), ""), template)
 
 
-def _safe_host(verification: Verification) -> str:
-    # The template, not the filled URL: a host placeholder is safe, but keep logs uniform.
-    return verification.url.split("?")[0]
+def _unsendable_header_value(
+    verification: Verification, values: Mapping[str, str]
+) -> str | None:
+    """The first field whose value a header of this check would carry but cannot."""
+    for _, template in verification.headers:
+        for match in ssrf.PLACEHOLDER.finditer(template):
+            key = match.group(1)
+            if _NOT_HEADER_TEXT.search(values.get(key, "")):
+                return key
+    return None
+
+
+def _host_field(verification: Verification) -> str | None:
+    """The field that chose the host the policy refused, if a user chose it at all."""
+    shape = ssrf.parse_template(verification.url)
+    return shape.base or next(iter(sorted(shape.host_keys)), None)

@@ -6,9 +6,11 @@ bytes of the `whsec_…` secret. Sending runs in the background with a bounded n
 of attempts, so a slow receiver never holds up the user's result page. Every attempt
 of one event carries the same `webhook-id`, which is how receivers drop duplicates.
 
-This module is the only one besides `delivery` that opens an httpx client, and it only
-ever sends to configured webhook URLs. Payloads hold the public session fields only:
-no credential ever goes into a webhook.
+Requests go through the guarded outbound client (portal/outbound.py): the host of
+PORTAL_WEBHOOK_URL is the operator's own and trusted; a token's own `webhookUrl` is
+checked like any other outbound request (public addresses, or PORTAL_OUTBOUND_ALLOW),
+and a refused one is given up at once, not retried. Payloads hold the public session
+fields only: no credential ever goes into a webhook.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from portal import ssrf
+from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.sessions import ConnectSession, SessionStatus, iso8601
 from portal.settings import WEBHOOK_SECRET_PREFIX, origin_of
 
@@ -81,16 +85,24 @@ class WebhookSender:
         retry_delays: tuple[float, ...],
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        policy: OutboundPolicy | None = None,
+        lookup: ssrf.Lookup = ssrf.system_lookup,
     ) -> None:
         self._url = url
         self._key = secret_key(secret)
         self._retry_delays = retry_delays
         self._clock = clock
-        self._http = httpx.AsyncClient(
-            headers={"User-Agent": "connect-portal-webhooks"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-            follow_redirects=False,
-        )
+        policy = policy or OutboundPolicy()
+        configured = httpx.URL(url).host if url else ""
+
+        def client(trusted: OutboundPolicy) -> httpx.AsyncClient:
+            return guarded_client(policy=trusted, timeout=timeout, lookup=lookup,
+                                  user_agent="connect-portal-webhooks")
+
+        # One client for the operator's own URL, whose host is trusted; one for the URLs
+        # tokens bring, which are checked.
+        self._configured = client(policy.trusting(configured))
+        self._http = client(policy)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def session_finished(self, session: ConnectSession) -> None:
@@ -109,9 +121,14 @@ class WebhookSender:
     async def _send(self, url: str, event: SignedEvent) -> None:
         attempts = len(self._retry_delays) + 1
         target = origin_of(url)  # the log names the receiver's origin, never a full URL
+        client = self._configured if url == self._url else self._http
         for attempt in range(attempts):
             try:
-                response = await self._http.post(url, content=event.body, headers=event.headers)
+                response = await client.post(url, content=event.body, headers=event.headers)
+            except OutboundRefused as exc:
+                logger.error("webhook %s to %s refused by the outbound policy (%s); "
+                             "not retried", event.webhook_id, target, exc.reason)
+                return
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
             else:
@@ -138,6 +155,7 @@ class WebhookSender:
 
     async def aclose(self, timeout: float = 5.0) -> None:
         await self.drain(timeout)
+        await self._configured.aclose()
         await self._http.aclose()
 
     @property

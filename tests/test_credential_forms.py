@@ -80,6 +80,12 @@ GOOD_CUSTOM = {
 }
 
 
+async def public_mail_host(host: str, port: int) -> list[str]:
+    if host != "mail.example.com":
+        raise OSError(f"{host} does not resolve")
+    return ["93.184.215.14"]
+
+
 @pytest.fixture
 def catalog_file(tmp_path: Path) -> Path:
     path = tmp_path / "acme.json"
@@ -89,7 +95,9 @@ def catalog_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def acme(make_client: Any, catalog_file: Path) -> TestClient:
-    client: TestClient = make_client(catalog_paths=(str(catalog_file),))
+    # A host-name field is resolved before delivery (docs/outbound.md); no DNS here.
+    client: TestClient = make_client(catalog_paths=(str(catalog_file),),
+                                     outbound_lookup=public_mail_host)
     return client
 
 

@@ -175,6 +175,8 @@ def test_hostile_subdomains_are_refused_on_the_field_and_nothing_is_fetched(
 @pytest.mark.parametrize("host", [
     "localhost", "127.0.0.1", "10.1.2.3", "[::1]", "169.254.169.254", "smtp.internal",
     "0x7f.1", "2130706433", "smtp.example.com:25", "smtp://x.example", "a@b.example",
+    "kubernetes.default.svc", "postgres.db.svc", "db.service.consul", "pg.cluster.local",
+    "smtp", "[fec0::1]", "192.0.0.8",
 ])
 def test_hostile_hostnames_are_refused(guarded: TestClient, core_app: Starlette,
                                        host: str) -> None:
@@ -201,23 +203,30 @@ def test_hostile_hostnames_are_refused(guarded: TestClient, core_app: Starlette,
     ("fd00:ec2::254", False), ("ff02::1", False), ("::ffff:127.0.0.1", False),
     ("::ffff:169.254.169.254", False), ("::ffff:8.8.8.8", True),
     ("64:ff9b::10.0.0.1", False), ("2002:7f00:1::", False), ("2001:db8::1", False),
+    # issue 8, finding 9: special-purpose ranges the interpreter's tables call global
+    ("192.0.0.8", False), ("192.0.0.9", False), ("fec0::1", False), ("fec0:1:2::3", False),
+    ("3fff::1", False), ("3fff:fff:ffff::1", False), ("5f00::1", False),
+    ("64:ff9b:1::808:808", False), ("100::1", False), ("2001::1", False),
+    ("64:ff9b::808:808", True), ("2a00:1450:4001:80b::200e", True),
 ])
 def test_public_address_table(address: str, public: bool) -> None:
     assert ssrf.is_public_address(ipaddress.ip_address(address)) is public
 
 
 async def test_resolution_refuses_names_that_point_inside() -> None:
+    from portal.outbound import OutboundPolicy
+
     with pytest.raises(ssrf.UnsafeUrl) as caught:
-        await ssrf.resolve_public("localhost", 443)  # the real resolver, via /etc/hosts
+        await OutboundPolicy().resolve("localhost", 443)  # the real resolver, via /etc/hosts
     assert caught.value.reason == "private_address"
-    allowed = await ssrf.resolve_public("localhost", 443, allow_loopback=True)
+    allowed = await OutboundPolicy(allow_http_loopback=True).resolve("localhost", 443)
     assert all(address.is_loopback for address in allowed)
 
     async def nothing(host: str, port: int) -> list[str]:
         raise OSError("no such host")
 
     with pytest.raises(ssrf.UnsafeUrl, match="unresolvable"):
-        await ssrf.resolve_public("nowhere.example", 443, lookup=nothing)
+        await OutboundPolicy().resolve("nowhere.example", 443, lookup=nothing)
 
 
 def test_templates_percent_encode_values_after_the_host() -> None:
@@ -232,3 +241,66 @@ def test_templates_percent_encode_values_after_the_host() -> None:
     with pytest.raises(ssrf.UnsafeUrl) as caught:
         ssrf.expand_url("{site}/v1/me", {"site": "https://10.0.0.1"})
     assert (caught.value.field, caught.value.reason) == ("site", "private_address")
+
+
+# -- issue 8, finding 9: host names the core API will connect to ---------------------------
+@pytest.fixture
+def mail_form(make_client: Any, tmp_path: Path) -> tuple[TestClient, Any]:
+    from tests.test_outbound import Names
+
+    entry = {
+        "name": "mailer", "displayName": "Mailer", "category": "Testing",
+        "description": "An SMTP server the user names.", "website": "https://mailer.example",
+        "authOptions": [{
+            "key": "smtp", "type": "CUSTOM_AUTH", "displayName": "SMTP server",
+            "helpUrl": "https://mailer.example/smtp",
+            "props": {
+                "host": {"type": "SHORT_TEXT", "displayName": "SMTP host", "required": True,
+                         "format": "hostname"},
+                "password": {"type": "SECRET_TEXT", "displayName": "Password",
+                             "required": True},
+            },
+        }],
+    }
+    path = tmp_path / "mailer.json"
+    path.write_text(json.dumps({"integrations": [entry]}))
+    names = Names({"127.0.0.1.nip.io": ["127.0.0.1"],
+                   "10.0.0.5.sslip.io": ["10.0.0.5"],
+                   "rebind.example.com": ["93.184.215.14", "10.0.0.1"],
+                   "mapped.example.com": ["::ffff:169.254.169.254"],
+                   "smtp.example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]})
+    client: TestClient = make_client(catalog_paths=(str(path),), outbound_lookup=names)
+    return client, names
+
+
+PRIVATE_HOST = "This host is on a private or local network, which cannot be used here."
+
+
+@pytest.mark.parametrize(("host", "message"), [
+    ("127.0.0.1.nip.io", PRIVATE_HOST),
+    ("10.0.0.5.sslip.io", PRIVATE_HOST),
+    ("rebind.example.com", PRIVATE_HOST),
+    ("mapped.example.com", PRIVATE_HOST),
+    ("nowhere.example.com", "This host could not be found from here. Check the spelling."),
+    ("kubernetes.default.svc", PRIVATE_HOST),
+    ("postgres.db.svc.cluster.local", PRIVATE_HOST),
+    ("redis.service.consul", PRIVATE_HOST),
+    ("smtp", "Enter a host name such as mail.example.com, without http:// or a port."),
+])
+def test_a_host_name_field_that_points_inside_is_refused_before_delivery(
+    mail_form: tuple[TestClient, Any], core_app: Starlette, host: str, message: str
+) -> None:
+    client, names = mail_form
+    answer = mint(client, integrationName="mailer", authMethodKey="smtp")
+    page_path, csrf = open_page(client, answer["token"])
+    response = submit(client, page_path, csrf, host=host, password="smtp-pass-1")
+    assert response.status_code == 400
+    assert field_error(response.text, "host") == message
+    assert "smtp-pass-1" not in response.text
+    assert received(core_app) == []
+    if "." in host and host.endswith((".svc", ".local", ".consul")):
+        assert names.calls == []  # refused by its name alone, before any lookup
+    # The user corrects the host on the same page and the connection goes through.
+    fixed = submit(client, page_path, csrf, host="smtp.example.com", password="smtp-pass-1")
+    assert "Connected" in fixed.text
+    assert received(core_app)[0]["body"]["props"]["host"] == "smtp.example.com"

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from portal.catalog import Verification
 from portal.verification import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
 from tests.catalog_server import provider_app
-from tests.conftest import mint, open_page, received, submit
+from tests.conftest import mint, open_page, received, session_of, submit
 from tests.live_servers import bound_socket, server_thread
 
 
@@ -67,13 +67,7 @@ def acme(make_client: Any, provider: tuple[str, Starlette], tmp_path: Path) -> T
 def start(client: TestClient, method: str) -> tuple[str, str, str]:
     answer = mint(client, integrationName="acme-verified", authMethodKey=method)
     page_path, csrf = open_page(client, answer["token"])
-    return page_path, csrf, answer["token"]
-
-
-def status_of(client: TestClient, token: str) -> str:
-    status: str = client.post("/api/v1/connect/session/poll", json={"token": token}).json()[
-        "status"]
-    return status
+    return page_path, csrf, answer["sessionId"]
 
 
 def field_error(page: str, key: str) -> str:
@@ -86,7 +80,7 @@ def test_a_valid_key_is_checked_then_delivered(
     acme: TestClient, provider: tuple[str, Starlette], core_app: Starlette
 ) -> None:
     url, app = provider
-    page_path, csrf, token = start(acme, "token")
+    page_path, csrf, session_id = start(acme, "token")
     response = submit(acme, page_path, csrf, secret_text="good-key")
     assert response.status_code == 200
     assert "Connected" in response.text
@@ -95,20 +89,20 @@ def test_a_valid_key_is_checked_then_delivered(
     assert request["authorization"] == "Bearer good-key"
     assert request["host"] == url.removeprefix("http://")
     assert received(core_app)[0]["body"]["secretText"] == "good-key"
-    assert status_of(acme, token) == "COMPLETED"
+    assert session_of(acme, session_id)["status"] == "COMPLETED"
 
 
 def test_a_rejected_key_is_blamed_on_its_field_and_nothing_is_delivered(
     acme: TestClient, provider: tuple[str, Starlette], core_app: Starlette
 ) -> None:
-    page_path, csrf, token = start(acme, "token")
+    page_path, csrf, session_id = start(acme, "token")
     response = submit(acme, page_path, csrf, secret_text="wrong-key-123")
     assert response.status_code == 400
     assert field_error(response.text, "secret_text") == (
         "Acme Verified did not accept this API token. Check it and enter it again.")
     assert "wrong-key-123" not in response.text
     assert received(core_app) == []
-    assert status_of(acme, token) == "PENDING"
+    assert session_of(acme, session_id)["status"] == "PENDING"
     # the user fixes the key on the same page
     fixed = submit(acme, page_path, csrf, secret_text="good-key")
     assert "Connected" in fixed.text
@@ -134,18 +128,18 @@ def test_a_provider_that_is_down_gives_a_clear_message_and_a_retry(
 ) -> None:
     _, app = provider
     app.state.down = True
-    page_path, csrf, token = start(acme, "token")
+    page_path, csrf, session_id = start(acme, "token")
     response = submit(acme, page_path, csrf, secret_text="good-key")
     assert response.status_code == 400
     assert "Acme Verified could not be reached to check your details." in response.text
     assert ">Try again</button>" in response.text
     assert "good-key" not in response.text
     assert received(core_app) == []
-    assert status_of(acme, token) == "PENDING"
+    assert session_of(acme, session_id)["status"] == "PENDING"
     app.state.down = False
     retried = submit(acme, page_path, csrf, secret_text="good-key")
     assert "Connected" in retried.text
-    assert status_of(acme, token) == "COMPLETED"
+    assert session_of(acme, session_id)["status"] == "COMPLETED"
 
 
 def test_an_unreachable_provider_is_the_same_clear_message(
@@ -308,3 +302,23 @@ def test_check_settings_come_from_the_environment_and_serve_refuses_loopback_htt
     })
     with pytest.raises(SettingsError, match="PORTAL_ALLOW_HTTP_LOOPBACK is for tests"):
         production.require_production_secrets()
+
+
+# -- issue 8, finding 6: a value that cannot be sent in a header --------------------------------
+@pytest.mark.parametrize("value", ["glpat-é", "glpat-\u20ac123", "tok\u202eken", "ключ"])
+def test_a_value_that_cannot_go_in_a_header_is_a_field_error_and_nothing_is_sent(
+    acme: TestClient, provider: tuple[str, Starlette], core_app: Starlette, value: str
+) -> None:
+    _, app = provider
+    page_path, csrf, session_id = start(acme, "token")
+    response = submit(acme, page_path, csrf, secret_text=value)
+    assert response.status_code == 400
+    assert field_error(response.text, "secret_text") == (
+        "This API token contains characters that cannot be sent to Acme Verified: only "
+        "unaccented letters, digits and common symbols can. Check that you copied it exactly.")
+    assert value not in response.text
+    assert app.state.requests == []
+    assert received(core_app) == []
+    assert session_of(acme, session_id)["status"] == "PENDING"
+    # The user fixes it on the same page.
+    assert "Connected" in submit(acme, page_path, csrf, secret_text="good-key").text
