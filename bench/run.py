@@ -48,12 +48,12 @@ import redis
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from tests.processes import (  # noqa: E402
+from tests.live_servers import (  # noqa: E402
     LOOPBACK,
-    RunningProcess,
-    free_ports,
-    run_process,
-    uvicorn_command,
+    ServerProcess,
+    bound_socket,
+    url_of,
+    uvicorn_process,
 )
 
 RESULTS = REPOSITORY / "bench" / "results"
@@ -156,7 +156,7 @@ async def load(clients: list[httpx.AsyncClient], target: Target, *, seconds: flo
 @dataclass(frozen=True)
 class Server:
     url: str
-    process: RunningProcess
+    process: ServerProcess
 
 
 @contextmanager
@@ -169,19 +169,17 @@ def servers(redis_url: str, prefix: str, logs: Path, portal_log_level: str, brea
     started: dict[str, Server] = {}
     with ExitStack() as stack:
         for name, factory in floors.items():
-            port = free_ports()
-            url = f"http://{LOOPBACK}:{port}"
-            process = stack.enter_context(run_process(
-                uvicorn_command(factory, port=port),
+            process = stack.enter_context(uvicorn_process(
+                factory,
                 env={"BENCH_REDIS_URL": redis_url, "BENCH_REDIS_PREFIX": prefix,
                      "PORTAL_LOG_LEVEL": portal_log_level},
-                ready_urls=[f"{url}/ceiling"], log_path=logs / f"{name}.log",
+                ready_path="/ceiling", log_path=logs / f"{name}.log",
             ))
-            started[name] = Server(url, process)
-        portal_port = free_ports()
-        portal_url = f"http://{LOOPBACK}:{portal_port}"
-        portal = stack.enter_context(run_process(
-            uvicorn_command("portal.asgi:app_from_env", port=portal_port),
+            started[name] = Server(process.url, process)
+        portal_socket = bound_socket()
+        portal_url = url_of(portal_socket)
+        portal = stack.enter_context(uvicorn_process(
+            "portal.asgi:app_from_env", sock=portal_socket,
             env={
                 "PORTAL_PUBLIC_URL": portal_url,
                 "PORTAL_SECRET_KEYS": secrets.token_urlsafe(48),
@@ -194,7 +192,7 @@ def servers(redis_url: str, prefix: str, logs: Path, portal_log_level: str, brea
                 "CORE_API_URL": f"http://{LOOPBACK}:9",
                 "CORE_API_KEY": secrets.token_urlsafe(24),
             },
-            ready_urls=[f"{portal_url}/readyz"], log_path=logs / "portal.log",
+            ready_path="/readyz", log_path=logs / "portal.log",
         ))
         started["portal"] = Server(portal_url, portal)
         yield started

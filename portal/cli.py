@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import socket
 import sys
 from dataclasses import replace
 
@@ -38,13 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("PORTAL_HOST", "0.0.0.0"))  # noqa: S104
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORTAL_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("PORTAL_WORKERS", "2")))
+    serve.add_argument("--fd", type=int, metavar="FD",
+                       help="serve on this inherited, already bound socket instead of "
+                            "--host/--port (a supervisor or a test binds it)")
     for flag, variable in LIMIT_FLAGS.items():
         serve.add_argument(flag, metavar="N", help=f"overrides {variable}")
 
     demo = commands.add_parser("demo", help="run the portal, a partner page and a core API")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8400,
-                      help="portal port; the partner page and core API use the next two")
+                      help="portal port; the partner page, the core API and the sandbox "
+                           "OAuth provider use the next three")
+    demo.add_argument("--fds", type=_four_fds, metavar="FD,FD,FD,FD",
+                      help="serve on four inherited, already bound sockets (portal, partner "
+                           "page, core API, sandbox provider) instead of --host/--port")
 
     catalog = commands.add_parser("catalog", help="work with catalog files")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
@@ -70,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             settings.require_production_secrets()
             # Fail here, once and readably, rather than in every worker.
             load_catalog(settings.catalog_paths)
-            return serve_portal(settings, host=args.host, port=args.port, workers=args.workers)
-        return asyncio.run(run_demo(settings, host=args.host, port=args.port))
+            return serve_portal(settings, host=args.host, port=args.port, workers=args.workers,
+                                fd=args.fd)
+        return asyncio.run(run_demo(settings, host=args.host, port=args.port, fds=args.fds))
     except SettingsError as exc:
         print(f"connect-portal: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -110,12 +119,24 @@ def check_catalog(paths: list[str]) -> int:
     return 1 if failed else 0
 
 
-def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> int:
+def _four_fds(value: str) -> list[int]:
+    try:
+        fds = [int(part) for part in value.split(",")]
+    except ValueError:
+        fds = []
+    if len(fds) != 4 or min(fds) < 0:
+        raise argparse.ArgumentTypeError("expected four file descriptors, e.g. 3,4,5,6")
+    return fds
+
+
+def serve_portal(settings: Settings, *, host: str, port: int, workers: int,
+                 fd: int | None = None) -> int:
     uvicorn.run(
         "portal.asgi:app_from_env",
         factory=True,
         host=host,
         port=port,
+        fd=fd,
         workers=max(1, workers),
         access_log=False,  # portal.middleware.PortalMiddleware logs without query strings
         proxy_headers=True,
@@ -126,7 +147,8 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int) -> i
     return 0
 
 
-async def run_demo(settings: Settings, *, host: str, port: int) -> int:
+async def run_demo(settings: Settings, *, host: str, port: int,
+                   fds: list[int] | None = None) -> int:
     from portal.app import create_app
     from portal.catalog import Catalog
     from portal.credentials import CREDENTIAL_TYPES
@@ -134,9 +156,13 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     from portal.demo.partner import create_partner_app
     from portal.demo.provider import SANDBOX_INTEGRATION, sandbox_for_demo
 
-    portal_url = f"http://{host}:{port}"
-    partner_url = f"http://{host}:{port + 1}"
-    core_url = f"http://{host}:{port + 2}"
+    sockets = [socket.socket(fileno=fd) for fd in fds] if fds else []
+    if sockets:
+        host = sockets[0].getsockname()[0]
+    ports = [sock.getsockname()[1] for sock in sockets] or [port + n for n in range(4)]
+    portal_url = f"http://{host}:{ports[0]}"
+    partner_url = f"http://{host}:{ports[1]}"
+    core_url = f"http://{host}:{ports[2]}"
     api_key = settings.api_keys[0] if settings.api_keys else "demo_" + secrets.token_urlsafe(24)
     core_key = settings.core_api_key or "core_" + secrets.token_urlsafe(24)
     settings = replace(
@@ -153,41 +179,42 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> int:
     )
     catalog = load_catalog(settings.catalog_paths)
     # A sandbox OAuth provider on the fourth port, so the demo can show an OAuth sign-in.
-    sandbox = sandbox_for_demo(host=host, port=port + 3, portal_url=portal_url)
+    sandbox = sandbox_for_demo(host=host, port=ports[3], portal_url=portal_url)
     oauth_apps = {}
     if sandbox is not None:
         catalog = Catalog([*catalog, sandbox.integration])
         oauth_apps[sandbox.integration.name] = sandbox.client
         settings = replace(settings, allow_http_loopback=True)
     apps = [
-        (create_app(settings, catalog=catalog, oauth_apps=oauth_apps), port),
-        (create_partner_app(portal_url=portal_url, portal_api_key=api_key,
-                            integrations=[item.name for item in catalog
-                                          if any(option.type in CREDENTIAL_TYPES
-                                                 for option in item.auth_options)
-                                          or item.name == SANDBOX_INTEGRATION],
-                            partner_url=partner_url), port + 1),
-        (create_core_app(core_key, catalog=catalog), port + 2),
+        create_app(settings, catalog=catalog, oauth_apps=oauth_apps),
+        create_partner_app(portal_url=portal_url, portal_api_key=api_key,
+                           integrations=[item.name for item in catalog
+                                         if any(option.type in CREDENTIAL_TYPES
+                                                for option in item.auth_options)
+                                         or item.name == SANDBOX_INTEGRATION],
+                           partner_url=partner_url),
+        create_core_app(core_key, catalog=catalog),
     ]
     if sandbox is not None:
-        apps.append((sandbox.app, port + 3))
+        apps.append(sandbox.app)
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=app_port, access_log=False,
                                       log_config=None, lifespan="auto",
                                       **uvicorn_options(settings)))
-        for app, app_port in apps
+        for app, app_port in zip(apps, ports, strict=False)
     ]
     print(
         "\nConnect portal demo\n"
         f"  open the partner page:  {partner_url}/\n"
         f"  portal:                 {portal_url}\n"
         f"  demo core API:          {core_url}/  (connections it received)\n"
-        + (f"  sandbox OAuth provider: http://{host}:{port + 3}/  (connect Sandbox ID)\n"
+        + (f"  sandbox OAuth provider: http://{host}:{ports[3]}/  (connect Sandbox ID)\n"
            if sandbox is not None else "")
         + "Press Ctrl+C to stop.\n",
         flush=True,
     )
-    await asyncio.gather(*(server.serve() for server in servers))
+    await asyncio.gather(*(server.serve(sockets=sockets[index:index + 1] or None)
+                           for index, server in enumerate(servers)))
     return 0
 
 

@@ -1,32 +1,33 @@
-"""Validation of `POST /api/v1/connect/token` bodies into a typed `ConnectRequest`.
+"""`POST /api/v1/connect/token`: its body as a model (`ConnectRequest`) and its answer.
 
 Every problem is collected per field, so the partner sees all of them at once in
-`details.fields`.
+`details.fields`, each in the words below. The model also generates the `TokenRequest`
+schema of openapi.json (portal/openapi.py), so the document and the checks cannot part.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationInfo, WithJsonSchema
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
 
 from portal.catalog import Catalog
 from portal.errors import IntegrationNotFound, ValidationFailed
+from portal.jsonschema import string_format
+from portal.sessions import OAUTH_APP_MODES, OAuthAppMode
 from portal.settings import MAX_TOKEN_TTL, MIN_TOKEN_TTL, Settings, origin_of
 
-SCOPES = ("ORGANIZATION", "WORKSPACE", "USER")
-OAUTH_APP_MODES = ("weavz_managed", "custom")
+Scope = Literal["ORGANIZATION", "WORKSPACE", "USER"]
+SCOPES: tuple[str, ...] = get_args(Scope)
 MAX_ID_LENGTH = 200
 MAX_URI_LENGTH = 2000
-_ID_FIELDS = ("connectionName", "externalId", "workspaceId")
-_OPTIONAL_ID_FIELDS = ("endUserId", "workspaceIntegrationId", "authMethodKey", "oauthAppId")
-_KNOWN_FIELDS = frozenset(
-    {
-        "integrationName", *_ID_FIELDS, *_OPTIONAL_ID_FIELDS, "scope", "oauthAppMode",
-        "successRedirectUri", "errorRedirectUri", "allowedOrigins", "expiresIn", "webhookUrl",
-    }
-)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An OAuth app id becomes a path segment at the core API (`GET /api/v1/oauth-apps/{id}`,
 # with the core API key): a plain identifier, never `..`, `/`, `?` or a space.
@@ -39,180 +40,209 @@ def is_oauth_app_id(value: str) -> bool:
     return _OAUTH_APP_ID.fullmatch(value) is not None
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConnectRequest:
-    connection_name: str
-    external_id: str
-    workspace_id: str
-    integration_name: str | None = None
-    end_user_id: str | None = None
-    workspace_integration_id: str | None = None
-    auth_method_key: str | None = None
-    scope: str | None = None
-    oauth_app_mode: str | None = None
-    oauth_app_id: str | None = None
-    success_redirect_uri: str | None = None
-    error_redirect_uri: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    expires_in: int | None = None
-    webhook_url: str | None = None
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("connect_request", "{reason}", {"reason": text})
+
+
+def _settings(info: ValidationInfo) -> Settings:
+    """The portal's settings, which `parse_connect_request` passes as validation context."""
+    settings: Settings = (info.context or {})["settings"]
+    return settings
+
+
+# -- the value rules, each with the schema it documents ---------------------------------
+def _identifier(value: str, *, required: bool) -> str | None:
+    value = value.strip()
+    if not value:
+        if required:
+            raise _problem("Required.")
+        return None
+    if len(value) > MAX_ID_LENGTH:
+        raise _problem(f"Must be at most {MAX_ID_LENGTH} characters.")
+    if _CONTROL.search(value):
+        raise _problem("Must not contain control characters.")
+    return value
+
+
+def _required_identifier(value: str) -> str:
+    return _identifier(value, required=True) or ""
+
+
+def _optional_identifier(value: str) -> str | None:
+    return _identifier(value, required=False)
+
+
+def _oauth_app_id(value: str | None) -> str | None:
+    if value is not None and not is_oauth_app_id(value):
+        raise _problem(OAUTH_APP_ID_RULE)
+    return value
+
+
+def _redirect_uri(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    if not value:
+        raise _problem("Must be an absolute URL.")
+    if len(value) > MAX_URI_LENGTH:
+        raise _problem(f"Must be at most {MAX_URI_LENGTH} characters.")
+    origin = _exact_origin(value, allow_path=True)
+    if origin is None:
+        raise _problem("Must be an absolute http(s) URL without user info, spaces or "
+                       "backslashes.")
+    if origin not in _settings(info).allowed_origins:
+        raise _problem(f"Origin {origin} is not one of the portal's allowed origins.")
+    if urlsplit(value).fragment:
+        raise _problem("Must not contain a fragment.")
+    return value
+
+
+def _webhooks_enabled(value: Any, info: ValidationInfo) -> Any:
+    if value is not None and not _settings(info).webhook_secret:
+        raise _problem("Webhooks are not enabled on this portal (PORTAL_WEBHOOK_SECRET).")
+    return value
+
+
+def _none_as_empty(value: Any) -> Any:
+    return () if value is None else value
+
+
+def _allowed_origins(value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    origins = []
+    for item in value:
+        origin = _exact_origin(item)
+        if origin is None or origin not in _settings(info).allowed_origins:
+            raise _problem(f"{item[:100]!r} is not one of the portal's allowed origins "
+                           "(PORTAL_ALLOWED_ORIGINS).")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
+_ID_SCHEMA = {"type": "string", "maxLength": MAX_ID_LENGTH}
+RequiredId = Annotated[str, AfterValidator(_required_identifier), WithJsonSchema(_ID_SCHEMA)]
+OptionalId = Annotated[str, AfterValidator(_optional_identifier), WithJsonSchema(_ID_SCHEMA)]
+Uri = Annotated[str, string_format("uri")]
+OAuthAppId = Annotated[str, AfterValidator(_optional_identifier), AfterValidator(_oauth_app_id),
+                       WithJsonSchema({"type": "string",
+                                       "pattern": f"^{_OAUTH_APP_ID.pattern}$"})]
+Lifetime = Annotated[pydantic.StrictInt, pydantic.Field(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)]
+
+
+# A valid token request, as `flow.create_session` takes it (openapi.json's TokenRequest).
+class ConnectRequest(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+    integration_name: OptionalId | None = pydantic.Field(
+        None, description="Omit to let the user pick from the catalog.")
+    connection_name: RequiredId
+    external_id: RequiredId
+    workspace_id: RequiredId
+    end_user_id: OptionalId | None = None
+    workspace_integration_id: OptionalId | None = None
+    auth_method_key: OptionalId | None = None
+    scope: Scope | None = None
+    oauth_app_mode: OAuthAppMode | None = None
+    oauth_app_id: OAuthAppId | None = (
+        pydantic.Field(None, validate_default=True, description=(
+            "Required when oauthAppMode is custom. A plain identifier: it is a path segment "
+            "of GET /api/v1/oauth-apps/{id} at the core API.")))
+    success_redirect_uri: Annotated[Uri | None, AfterValidator(_redirect_uri)] = (
+        pydantic.Field(None, description="Origin must be one of PORTAL_ALLOWED_ORIGINS."))
+    error_redirect_uri: Annotated[Uri | None, AfterValidator(_redirect_uri)] = (
+        pydantic.Field(None, description="Origin must be one of PORTAL_ALLOWED_ORIGINS."))
+    allowed_origins: Annotated[tuple[str, ...], AfterValidator(_allowed_origins),
+                               BeforeValidator(_none_as_empty)] = (
+        pydantic.Field((), description=(
+            "Origins that may receive the popup's result message; a subset of "
+            "PORTAL_ALLOWED_ORIGINS. Portal extension.")))
+    webhook_url: Annotated[Uri | None, AfterValidator(_redirect_uri),
+                           BeforeValidator(_webhooks_enabled)] = pydantic.Field(
+        None, description=(
+            "Also send this session's signed connect.session.completed / "
+            "connect.session.failed event here. Its origin must be one of "
+            "PORTAL_ALLOWED_ORIGINS, and PORTAL_WEBHOOK_SECRET must be set. Portal extension."))
+    expires_in: Lifetime | None = pydantic.Field(
+        None, description="Token lifetime in seconds (default PORTAL_TOKEN_TTL). "
+        "Portal extension.")
+
+    @pydantic.field_validator("oauth_app_id")
+    @classmethod
+    def _custom_mode_names_its_app(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("oauth_app_mode") == "custom" and not value:
+            raise _problem('Required when oauthAppMode is "custom".')
+        return value
+
+
+# What `POST /api/v1/connect/token` answers (openapi.json's TokenResponse).
+class TokenAnswer(TypedDict):
+    token: Annotated[str, pydantic.Field(pattern="^cst_")]
+    connectUrl: Annotated[str, string_format("uri")]
+    expiresAt: Annotated[str, string_format("date-time")]
+    sessionId: Annotated[str, string_format("uuid")]
+
+
+# What a value of the wrong type reads as, by field; anything else a field of the request
+# says is in `_problem` texts above.
+_WRONG_TYPE = {
+    "scope": "Must be one of: " + ", ".join(SCOPES) + ".",
+    "oauthAppMode": "Must be one of: " + ", ".join(OAUTH_APP_MODES) + ".",
+    "successRedirectUri": "Must be an absolute URL.",
+    "errorRedirectUri": "Must be an absolute URL.",
+    "webhookUrl": "Must be an absolute URL.",
+    "allowedOrigins": "Must be a list of origins.",
+    "expiresIn": "Must be a whole number of seconds.",
+}
+_ALIASES = {name: info.alias or name for name, info in ConnectRequest.model_fields.items()}
+_OUT_OF_RANGE = f"Must be between {MIN_TOKEN_TTL} and {MAX_TOKEN_TTL} seconds."
 
 
 def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) -> ConnectRequest:
     if not isinstance(body, dict):
         raise ValidationFailed("The request body must be a JSON object.")
-    errors: dict[str, str] = {}
-    for name in sorted(set(body) - _KNOWN_FIELDS):
-        errors[name] = "Unknown field."
-
-    values: dict[str, Any] = {}
-    for name in _ID_FIELDS:
-        values[name] = _identifier(body, name, errors, required=True)
-    for name in _OPTIONAL_ID_FIELDS:
-        values[name] = _identifier(body, name, errors, required=False)
-    integration_name = _identifier(body, "integrationName", errors, required=False)
-    scope = _choice(body, "scope", SCOPES, errors)
-    oauth_app_mode = _choice(body, "oauthAppMode", OAUTH_APP_MODES, errors)
-    if values["oauthAppId"] is not None and not is_oauth_app_id(values["oauthAppId"]):
-        errors["oauthAppId"] = OAUTH_APP_ID_RULE
-        values["oauthAppId"] = None
-    if oauth_app_mode == "custom" and not values["oauthAppId"] and "oauthAppId" not in errors:
-        errors["oauthAppId"] = 'Required when oauthAppMode is "custom".'
-
-    allowed_origins = _allowed_origins(body, settings, errors)
-    success_uri = _redirect_uri(body, "successRedirectUri", settings, errors)
-    error_uri = _redirect_uri(body, "errorRedirectUri", settings, errors)
-    webhook_url = _webhook_url(body, settings, errors)
-    expires_in = _expires_in(body, errors)
-
-    if errors:
+    try:
+        request = ConnectRequest.model_validate(body, context={"settings": settings})
+    except pydantic.ValidationError as exc:
+        errors = _field_errors(exc.errors(include_url=False))
         raise ValidationFailed(
             "The request has invalid fields: " + ", ".join(sorted(errors)) + ".",
             details={"fields": errors},
-        )
+        ) from None
 
-    if integration_name is not None:
-        integration = catalog.get(integration_name)
+    if request.integration_name is not None:
+        integration = catalog.get(request.integration_name)
         if integration is None:
             raise IntegrationNotFound(
-                f"No integration named {integration_name!r} is in the catalog.",
-                details={"integrationName": integration_name},
+                f"No integration named {request.integration_name!r} is in the catalog.",
+                details={"integrationName": request.integration_name},
             )
-        key = values["authMethodKey"]
+        key = request.auth_method_key
         if key is not None and integration.auth_option(key) is None:
             known = [option.key for option in integration.auth_options]
             raise ValidationFailed(
-                f"{integration_name!r} has no auth method {key!r}.",
+                f"{request.integration_name!r} has no auth method {key!r}.",
                 details={"fields": {"authMethodKey": f"Expected one of: {', '.join(known)}."}},
             )
-
-    return ConnectRequest(
-        integration_name=integration_name,
-        connection_name=values["connectionName"],
-        external_id=values["externalId"],
-        workspace_id=values["workspaceId"],
-        end_user_id=values["endUserId"],
-        workspace_integration_id=values["workspaceIntegrationId"],
-        auth_method_key=values["authMethodKey"],
-        scope=scope,
-        oauth_app_mode=oauth_app_mode,
-        oauth_app_id=values["oauthAppId"],
-        success_redirect_uri=success_uri,
-        error_redirect_uri=error_uri,
-        allowed_origins=allowed_origins,
-        expires_in=expires_in,
-        webhook_url=webhook_url,
-    )
+    return request
 
 
-def _identifier(body: dict[str, Any], name: str, errors: dict[str, str], *, required: bool
-                ) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            errors[name] = "Required."
-        return None
-    if not isinstance(value, str):
-        errors[name] = "Must be a string."
-        return None
-    value = value.strip()
-    if not value:
-        if required:
-            errors[name] = "Required."
-        return None
-    if len(value) > MAX_ID_LENGTH:
-        errors[name] = f"Must be at most {MAX_ID_LENGTH} characters."
-        return None
-    if _CONTROL.search(value):
-        errors[name] = "Must not contain control characters."
-        return None
-    return value
-
-
-def _choice(body: dict[str, Any], name: str, choices: tuple[str, ...], errors: dict[str, str]
-            ) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if value not in choices:
-        errors[name] = "Must be one of: " + ", ".join(choices) + "."
-        return None
-    return str(value)
-
-
-def _allowed_origins(body: dict[str, Any], settings: Settings, errors: dict[str, str]
-                     ) -> tuple[str, ...]:
-    value = body.get("allowedOrigins")
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        errors["allowedOrigins"] = "Must be a list of origins."
-        return ()
-    origins = []
-    for item in value:
-        origin = _exact_origin(item)
-        if origin is None or origin not in settings.allowed_origins:
-            errors["allowedOrigins"] = (
-                f"{item[:100]!r} is not one of the portal's allowed origins "
-                "(PORTAL_ALLOWED_ORIGINS)."
-            )
-            return ()
-        origins.append(origin)
-    return tuple(dict.fromkeys(origins))
-
-
-def _redirect_uri(body: dict[str, Any], name: str, settings: Settings, errors: dict[str, str]
-                  ) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        errors[name] = "Must be an absolute URL."
-        return None
-    if len(value) > MAX_URI_LENGTH:
-        errors[name] = f"Must be at most {MAX_URI_LENGTH} characters."
-        return None
-    origin = _exact_origin(value, allow_path=True)
-    if origin is None:
-        errors[name] = "Must be an absolute http(s) URL without user info, spaces or backslashes."
-        return None
-    if origin not in settings.allowed_origins:
-        errors[name] = f"Origin {origin} is not one of the portal's allowed origins."
-        return None
-    if urlsplit(value).fragment:
-        errors[name] = "Must not contain a fragment."
-        return None
-    return value
-
-
-def _webhook_url(body: dict[str, Any], settings: Settings, errors: dict[str, str]
-                 ) -> str | None:
-    if body.get("webhookUrl") is None:
-        return None
-    if not settings.webhook_secret:
-        errors["webhookUrl"] = "Webhooks are not enabled on this portal (PORTAL_WEBHOOK_SECRET)."
-        return None
-    return _redirect_uri(body, "webhookUrl", settings, errors)
+def _field_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """One text per bad field: unknown fields first, then in the order of the model."""
+    unknown = sorted(str(error["loc"][0]) for error in errors
+                     if error["type"] == "extra_forbidden")
+    fields = dict.fromkeys(unknown, "Unknown field.")
+    for error in errors:
+        # A default checked by a validator (oauthAppId) is named by its Python name.
+        name = _ALIASES.get(str(error["loc"][0]), str(error["loc"][0]))
+        if error["type"] == "extra_forbidden" or name in fields:
+            continue
+        if error["type"] == "connect_request":
+            fields[name] = str(error["msg"])
+        elif error["type"] == "missing" or error.get("input", "") is None:
+            fields[name] = "Required."
+        elif error["type"] in {"greater_than_equal", "less_than_equal"}:
+            fields[name] = _OUT_OF_RANGE
+        else:
+            fields[name] = _WRONG_TYPE.get(name, "Must be a string.")
+    return fields
 
 
 def _exact_origin(value: str, *, allow_path: bool = False) -> str | None:
@@ -231,16 +261,3 @@ def _exact_origin(value: str, *, allow_path: bool = False) -> str | None:
     if not allow_path and (parts.path not in {"", "/"} or parts.query or parts.fragment):
         return None
     return origin_of(value)
-
-
-def _expires_in(body: dict[str, Any], errors: dict[str, str]) -> int | None:
-    value = body.get("expiresIn")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        errors["expiresIn"] = "Must be a whole number of seconds."
-        return None
-    if not MIN_TOKEN_TTL <= value <= MAX_TOKEN_TTL:
-        errors["expiresIn"] = f"Must be between {MIN_TOKEN_TTL} and {MAX_TOKEN_TTL} seconds."
-        return None
-    return value

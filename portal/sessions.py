@@ -21,7 +21,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+import pydantic
+from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
+
+from portal.jsonschema import enum_of, string_format
+
+OAuthAppMode = Literal["weavz_managed", "custom"]
+OAUTH_APP_MODES: tuple[str, ...] = get_args(OAuthAppMode)
 
 
 class SessionStatus(StrEnum):
@@ -106,8 +114,11 @@ class ConnectSession:
         return cls(**values)
 
     # -- the external contract ------------------------------------------------------
-    def public(self) -> dict[str, Any]:
-        """The session as `GET /api/v1/connect/session/{id}` and `poll` describe it."""
+    def public(self) -> SessionAnswer:
+        """The session as `GET /api/v1/connect/session/{id}` and `poll` describe it.
+
+        A dict literal typed by `SessionAnswer`, not a model: lookup and poll are the hot
+        paths, and mypy checks the keys and types at no cost per request."""
         return {
             "id": self.id,
             "integrationName": self.integration_name,
@@ -124,6 +135,30 @@ class ConnectSession:
             "expiresAt": iso8601(self.expires_at),
             "createdAt": iso8601(self.created_at),
         }
+
+
+# The answer of lookup and poll (openapi.json's `Session`, generated from this).
+class SessionAnswer(TypedDict):
+    id: Annotated[str, string_format("uuid")]
+    integrationName: str | None
+    workspaceIntegrationId: str | None
+    authMethodKey: str | None
+    oauthAppMode: Annotated[str | None, enum_of(OAUTH_APP_MODES, nullable=True)]
+    oauthAppId: str | None
+    connectionName: str
+    externalId: str
+    status: Annotated[str, enum_of(SessionStatus)]
+    connectionId: str | None
+    error: Annotated[str | None, pydantic.Field(description="Human-readable reason when FAILED.")]
+    errorCode: Annotated[str | None, pydantic.Field(
+        description="Machine-readable reason when FAILED (portal extension).")]
+    expiresAt: Annotated[str, string_format("date-time")]
+    createdAt: Annotated[str, string_format("date-time")]
+
+
+# What `GET /api/v1/connect/session/{id}` answers; poll answers the session flat.
+class SessionLookup(TypedDict):
+    session: SessionAnswer
 
 
 def iso8601(timestamp: int) -> str:

@@ -1,12 +1,19 @@
-"""Shared fixtures: a real Redis under a per-test key prefix, the portal in process with
-the demo core API behind a swapped httpx transport, and settings to build both."""
+"""Shared fixtures and helpers: a real Redis under a per-test key prefix (and a Redis of a
+test's own to stop and start), the portal in process with the demo core API behind a
+swapped httpx transport, `connect-portal demo` as a process, a real Chromium; and what a
+partner backend and a browser do against a portal (`mint`, `open_page`, `submit`,
+`session_of`), for the in-process client and a live one alike.
+
+Servers run through tests/live_servers.py, the one way to start them."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +24,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from portal.app import create_app
+from portal.delivery import CoreApiClient
 from portal.demo.core import create_core_app
 from portal.settings import Settings
+from tests.live_servers import RedisServer, ServerProcess, demo_process
 
 API_KEY = "test-api-key-0123456789abcdef"
 CORE_API_KEY = "test-core-key-0123456789abcdef"
@@ -26,6 +35,8 @@ SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
 PARTNER_ORIGIN = "https://partner.example"
 PORTAL_URL = "http://portal.test"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+# Retry pauses for the core API client and webhooks: the same retries, without the wait.
+SHORT_RETRY_DELAYS = (0.01, 0.02, 0.03)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +77,28 @@ def settings(redis_url: str, redis_prefix: str) -> Settings:
         # Built-in entries check credentials against real providers, out of reach here;
         # tests that exercise the check turn it on against a local server.
         verify_credentials=False,
+        webhook_retry_delays=SHORT_RETRY_DELAYS,
     )
+
+
+@pytest.fixture(autouse=True)
+def short_core_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CoreApiClient built in this process pauses milliseconds between retries
+    instead of 0.25 s and 1 s: tests count the retries, they need not wait them out.
+    (`create_app` does not take the delays yet; this sets the constructor's default.)"""
+    defaults = CoreApiClient.__init__.__kwdefaults__
+    if defaults is not None and "retry_delays" in defaults:
+        monkeypatch.setitem(defaults, "retry_delays", SHORT_RETRY_DELAYS[:2])
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own (not the shared one), to stop and start."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is installed by ./dev test")
+    server = RedisServer().start()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -86,11 +118,15 @@ def make_client(settings: Settings, core_app: Starlette) -> Iterator[Any]:
     clients: list[TestClient] = []
 
     def make(
-        core_transport: httpx.AsyncBaseTransport | None = None, **overrides: Any
+        core_transport: httpx.AsyncBaseTransport | None = None,
+        outbound_lookup: Any = None,
+        **overrides: Any,
     ) -> TestClient:
+        """`outbound_lookup` maps made-up host names to addresses for outbound requests."""
         app = create_app(
             replace(settings, **overrides),
             core_transport=core_transport or httpx.ASGITransport(app=core_app),
+            outbound_lookup=outbound_lookup,
         )
         client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False)
         client.__enter__()
@@ -119,14 +155,14 @@ def token_body(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
 
-def mint(client: TestClient, **overrides: Any) -> dict[str, Any]:
+def mint(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
     response = client.post("/api/v1/connect/token", json=token_body(**overrides), headers=AUTH)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
 
 
-def open_page(client: TestClient, token: str) -> tuple[str, str]:
+def open_page(client: httpx.Client, token: str) -> tuple[str, str]:
     """Open the connect link as a browser would; return the page path and its CSRF token."""
     opened = client.get("/connect", params={"token": token})
     assert opened.status_code == 303, opened.text
@@ -143,13 +179,49 @@ def csrf_of(html: str) -> str:
 
 
 def submit(
-    client: TestClient, page_path: str, csrf: str, **fields: str
+    client: httpx.Client, page_path: str, csrf: str, **fields: str
 ) -> httpx.Response:
-    return client.post(
-        page_path,
-        data={"csrf_token": csrf, **fields},
-        headers={"Origin": PORTAL_URL},
-    )
+    """Post the connect form as the browser does, from the portal's own origin."""
+    origin = f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+    return client.post(page_path, data={"csrf_token": csrf, **fields},
+                       headers={"Origin": origin})
+
+
+def session_of(client: httpx.Client, session_id: str) -> dict[str, Any]:
+    """The session as the partner's backend reads it: GET /api/v1/connect/session/{id}."""
+    response = client.get(f"/api/v1/connect/session/{session_id}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    session: dict[str, Any] = response.json()["session"]
+    return session
+
+
+# -- `connect-portal demo`, as a user runs it ----------------------------------------------
+@dataclass(frozen=True)
+class Demo:
+    portal_url: str
+    partner_url: str
+    core_url: str
+    provider_url: str
+    process: ServerProcess
+
+    def connections(self) -> list[dict[str, Any]]:
+        """What the demo core API received, from its JSON listing."""
+        listed = httpx.get(f"{self.core_url}/api/v1/connections",
+                           headers={"Authorization": f"Bearer {CORE_API_KEY}"})
+        assert listed.status_code == 200, listed.text
+        connections: list[dict[str, Any]] = listed.json()["connections"]
+        return connections
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """`connect-portal demo` in a process of its own, on four sockets bound here, with this
+    suite's keys (so tests can call its API and look for them in its log)."""
+    env = {"PORTAL_API_KEYS": API_KEY, "PORTAL_SECRET_KEYS": SECRET_KEY,
+           "CORE_API_KEY": CORE_API_KEY}
+    with demo_process(env=env, log_path=tmp_path / "demo.log") as process:
+        portal, partner, core, provider = process.urls
+        yield Demo(portal, partner, core, provider, process)
 
 
 # -- a real Chromium, driven by Playwright (see the README for why these flags) -----------

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.portal_process import AUTH, LivePortal, portal_process
+from tests.conftest import API_KEY, AUTH, SECRET_KEY
+from tests.live_servers import LivePortal, portal_process
 
 JSON_ROUTES = ["/api/v1/connect/session/poll", "/api/v1/connect/token", "/api/v1/oauth/refresh"]
 
@@ -26,7 +27,8 @@ HOSTILE_BODIES = {
 
 @pytest.fixture(scope="module")
 def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal]:
-    with portal_process(redis_url, tmp_path_factory.mktemp("bad-json") / "portal.log") as portal:
+    log = tmp_path_factory.mktemp("bad-json") / "portal.log"
+    with portal_process(redis_url, log, api_key=API_KEY, secret_key=SECRET_KEY) as portal:
         yield portal
 
 
@@ -49,7 +51,7 @@ def test_hostile_json_gets_a_validation_error_and_no_traceback(
     else:
         # Parsed fine: the route judges the content (a bad token, a bad request body).
         assert envelope["code"] in {"INVALID_TOKEN", "VALIDATION_ERROR"}
-    written = "\n".join(portal.log_lines()[lines_before:])
+    written = "\n".join(portal.lines_since(lines_before, until=f"portal.access POST {path} "))
     assert "Traceback" not in written
     assert "INTERNAL_ERROR" not in answer.text
     assert httpx.get(f"{portal.url}/healthz").status_code == 200

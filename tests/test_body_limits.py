@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.portal_process import AUTH, LivePortal, portal_process
-from tests.processes import LOOPBACK
+from tests.conftest import API_KEY, AUTH, SECRET_KEY, mint, open_page, session_of
+from tests.live_servers import LOOPBACK, LivePortal, portal_process
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MiB = 1024 * 1024
@@ -22,13 +22,14 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal]:
     log = tmp_path_factory.mktemp("body-limits") / "portal.log"
-    with portal_process(redis_url, log, PORTAL_LOG_LEVEL="DEBUG") as portal:
+    with portal_process(redis_url, log, api_key=API_KEY, secret_key=SECRET_KEY,
+                        PORTAL_LOG_LEVEL="DEBUG") as portal:
         yield portal
 
 
 @pytest.fixture
 def browser(portal: LivePortal) -> Iterator[httpx.Client]:
-    with httpx.Client(headers={"Origin": portal.url}, timeout=30) as client:
+    with portal.client(headers={"Origin": portal.url}) as client:
         yield client
 
 
@@ -41,18 +42,18 @@ def chunks(total: int, piece: bytes = b"&" * 65536) -> Iterator[bytes]:
 def test_four_megabytes_of_ampersands_get_413_and_a_few_log_lines(
     portal: LivePortal, browser: httpx.Client,
 ) -> None:
-    token = portal.mint()["token"]
-    page_path, csrf = portal.open_link(browser, token)
+    minted = mint(browser)
+    page_path, csrf = open_page(browser, minted["token"])
     lines_before = len(portal.log_lines())
     answer = browser.post(f"{portal.url}{page_path}",
                           content=f"csrf_token={csrf}".encode() + b"&" * (4 * MiB), headers=FORM)
     assert answer.status_code == 413
     assert "text/html" in answer.headers["content-type"]
     assert "Traceback" not in answer.text
-    written = portal.log_lines()[lines_before:]
+    written = portal.lines_since(lines_before, until=f"portal.access POST {page_path} ")
     # Was 4.2 million multipart debug lines; now the access line and a few more.
     assert len(written) < 20, "\n".join(written[:40])
-    assert portal.status_of(token) == "PENDING"
+    assert session_of(browser, minted["sessionId"])["status"] == "PENDING"
 
 
 def test_ampersands_under_the_cap_cost_a_few_log_lines_too(
@@ -60,22 +61,22 @@ def test_ampersands_under_the_cap_cost_a_few_log_lines_too(
 ) -> None:
     """python-multipart's per-field debug lines are off: the cap alone would still let
     60,000 of them through per request."""
-    token = portal.mint()["token"]
-    page_path, csrf = portal.open_link(browser, token)
+    minted = mint(browser)
+    page_path, csrf = open_page(browser, minted["token"])
     lines_before = len(portal.log_lines())
     answer = browser.post(f"{portal.url}{page_path}",
                           content=f"csrf_token={csrf}".encode() + b"&" * 60_000, headers=FORM)
     assert answer.status_code == 400  # no key in the form
-    written = portal.log_lines()[lines_before:]
+    written = portal.lines_since(lines_before, until=f"portal.access POST {page_path} ")
     assert len(written) < 20, "\n".join(written[:40])
-    assert portal.status_of(token) == "PENDING"
+    assert session_of(browser, minted["sessionId"])["status"] == "PENDING"
 
 
 def test_a_chunked_form_body_over_the_cap_gets_413_and_changes_nothing(
     portal: LivePortal, browser: httpx.Client,
 ) -> None:
-    token = portal.mint()["token"]
-    page_path, csrf = portal.open_link(browser, token)
+    minted = mint(browser)
+    page_path, csrf = open_page(browser, minted["token"])
 
     def body() -> Iterator[bytes]:
         yield f"csrf_token={csrf}&secret_text=".encode()
@@ -84,7 +85,7 @@ def test_a_chunked_form_body_over_the_cap_gets_413_and_changes_nothing(
     answer = browser.post(f"{portal.url}{page_path}", content=body(), headers=FORM)
     assert answer.status_code == 413
     assert answer.request.headers["transfer-encoding"] == "chunked"
-    assert portal.status_of(token) == "PENDING"
+    assert session_of(browser, minted["sessionId"])["status"] == "PENDING"
 
 
 @pytest.mark.parametrize("path", [
@@ -103,8 +104,8 @@ def test_a_chunked_json_body_over_the_cap_gets_the_413_envelope(
 def test_a_declared_content_length_over_the_cap_is_refused_before_the_body_is_sent(
     portal: LivePortal, browser: httpx.Client,
 ) -> None:
-    token = portal.mint()["token"]
-    page_path, _ = portal.open_link(browser, token)
+    minted = mint(browser)
+    page_path, _ = open_page(browser, minted["token"])
     cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
     host, port = portal.url.removeprefix("http://").split(":")
     for path, headers in [
@@ -122,12 +123,12 @@ def test_a_declared_content_length_over_the_cap_is_refused_before_the_body_is_se
                 answer += chunk
         status = re.match(rb"HTTP/1\.1 (\d{3}) ", answer)
         assert status and status.group(1) == b"413", answer[:300]
-    assert portal.status_of(token) == "PENDING"
+    assert session_of(browser, minted["sessionId"])["status"] == "PENDING"
 
 
 def test_bodies_under_the_caps_still_work(portal: LivePortal, browser: httpx.Client) -> None:
-    token = portal.mint()["token"]
-    page_path, csrf = portal.open_link(browser, token)
+    minted = mint(browser)
+    page_path, csrf = open_page(browser, minted["token"])
     # A long API key (9 KB) in an ordinary form is refused by its field rule, not by size.
     answer = browser.post(f"{portal.url}{page_path}",
                           data={"csrf_token": csrf, "secret_text": "k" * 9000})

@@ -80,8 +80,8 @@ def test_a_valid_entry_parses_with_every_part() -> None:
     assert option.type is AuthType.CUSTOM_AUTH
     assert [item.key for item in option.fields] == ["intro", "subdomain", "region", "api_key"]
     assert [item.key for item in option.inputs] == ["subdomain", "region", "api_key"]
-    assert option.field("region") is not None
-    assert option.field("region").type is FieldType.STATIC_DROPDOWN  # type: ignore[union-attr]
+    region = next(item for item in option.fields if item.key == "region")
+    assert region.type is FieldType.STATIC_DROPDOWN
     assert option.verification is not None
     assert option.verification.blame_field == "api_key"
     assert option.verification.invalid_status == (401, 403)
@@ -166,6 +166,38 @@ def test_schema_rejects_a_broken_entry_naming_file_entry_and_field(
     text = str(caught.value)
     assert text.startswith("operator.json: integration "), text
     assert message in text, text
+
+
+# A list or object where one word is expected used to stop start-up with a TypeError
+# traceback ("unhashable type") instead of a message naming the field.
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"authOptions.0.verification.method": []},
+     "('custom'): verification: method: must be one of GET, HEAD, POST"),
+    ({"authOptions.0.verification.blameField": {}},
+     "('custom'): verification: blameField: must name a field of this option"),
+    ({"authOptions.0.props.region.defaultValue": ["eu"]},
+     "('custom'): props.region: defaultValue: must be the value of one of the options"),
+    ({"authOptions.1": {"key": "oauth", "type": "OAUTH2", "displayName": "Sign in",
+                        "authUrl": "https://acme.example/oauth/authorize",
+                        "tokenUrl": "https://acme.example/oauth/token",
+                        "authorizationMethod": ["HEADER"]}},
+     "('oauth'): authorizationMethod: must be HEADER or BODY"),
+])
+def test_a_list_or_object_where_a_word_belongs_is_named_not_a_crash(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(catalog_text(entry(**changes)), source="operator.json")
+    assert str(caught.value).startswith("operator.json: integration 'acme': authOptions[")
+    assert message in str(caught.value)
+
+
+def test_a_catalog_file_may_name_the_shipped_schema(tmp_path: Path) -> None:
+    schema = Path(__file__).parents[1] / "portal" / "catalog" / "catalog.schema.json"
+    named = tmp_path / "ours.json"
+    named.write_text(json.dumps({"$schema": str(schema), "integrations": [VALID_ENTRY]}))
+    assert load_catalog([str(named)]).get("acme") is not None
+    assert run_cli("catalog", "check", str(named)).returncode == 0
 
 
 def test_a_file_that_is_not_a_catalog_is_named() -> None:

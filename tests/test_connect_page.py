@@ -12,21 +12,14 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.conftest import (
-    AUTH,
     PARTNER_ORIGIN,
     PORTAL_URL,
     mint,
     open_page,
     received,
+    session_of,
     submit,
 )
-
-
-def session_status(client: TestClient, session_id: str) -> dict[str, Any]:
-    session: dict[str, Any] = client.get(
-        f"/api/v1/connect/session/{session_id}", headers=AUTH
-    ).json()["session"]
-    return session
 
 
 def result_payload(html: str) -> dict[str, Any]:
@@ -86,7 +79,7 @@ def test_submit_delivers_once_with_idempotency_key_and_completes(
         "authMethodKey": "api_key",
         "secretText": "sk-proj-abc123",
     }
-    session = session_status(client, answer["sessionId"])
+    session = session_of(client, answer["sessionId"])
     assert session["status"] == "COMPLETED"
     assert session["connectionId"] == connection["id"]
     payload = result_payload(result.text)
@@ -122,7 +115,7 @@ def test_redirect_mode_sends_the_user_back_with_ids_only(client: TestClient) -> 
     result = submit(client, page_path, csrf, secret_text="sk-redirect-secret")
     assert result.status_code == 303
     location = httpx.URL(result.headers["location"])
-    connection_id = session_status(client, answer["sessionId"])["connectionId"]
+    connection_id = session_of(client, answer["sessionId"])["connectionId"]
     assert f"{location.scheme}://{location.host}{location.path}" == f"{PARTNER_ORIGIN}/done"
     assert dict(location.params) == {
         "tab": "apps", "sessionId": answer["sessionId"], "connectionId": connection_id,
@@ -170,7 +163,7 @@ def test_core_api_retries_reuse_the_idempotency_key(make_client: Any) -> None:
     page_path, csrf = open_page(client, answer["token"])
     submit(client, page_path, csrf, secret_text="sk-x")
     assert seen == [answer["sessionId"]] * 3
-    session = session_status(client, answer["sessionId"])
+    session = session_of(client, answer["sessionId"])
     assert (session["status"], session["connectionId"]) == ("COMPLETED", "conn_after_retry")
 
 
@@ -187,7 +180,7 @@ def test_core_api_failure_ends_failed_with_a_readable_reason(
     page_path, csrf = open_page(client, minted["token"])
     result = submit(client, page_path, csrf, secret_text="sk-x", opener="1")
     assert result.status_code == 200
-    session = session_status(client, minted["sessionId"])
+    session = session_of(client, minted["sessionId"])
     assert session["status"] == "FAILED"
     assert session["errorCode"] == code
     assert session["error"]
@@ -206,7 +199,7 @@ def test_empty_key_is_refused_next_to_the_field_and_changes_nothing(
     assert 'id="secret_text-error"' in result.text
     assert 'aria-invalid="true"' in result.text
     assert received(core_app) == []
-    assert session_status(client, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(client, answer["sessionId"])["status"] == "PENDING"
 
 
 def test_rejected_key_is_never_written_back_into_the_page(make_client: Any) -> None:
@@ -250,7 +243,7 @@ def test_csrf_and_origin_are_checked(client: TestClient, core_app: Starlette,
     assert result.status_code == 403
     assert "CSRF_FAILED" in result.text
     assert received(core_app) == []
-    assert session_status(client, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(client, answer["sessionId"])["status"] == "PENDING"
 
 
 def test_picker_lets_the_user_choose_when_no_integration_was_fixed(
@@ -271,7 +264,7 @@ def test_picker_lets_the_user_choose_when_no_integration_was_fixed(
     assert "Connect Anthropic" in form.text
     submit(client, page_path, csrf_of(form.text), secret_text="sk-ant-xyz")
     assert received(core_app)[0]["body"]["integrationName"] == "anthropic"
-    assert session_status(client, answer["sessionId"])["integrationName"] == "anthropic"
+    assert session_of(client, answer["sessionId"])["integrationName"] == "anthropic"
 
 
 def test_a_null_origin_from_a_no_referrer_page_is_accepted_with_a_valid_csrf_token(

@@ -4,8 +4,9 @@ partner page → popup → API key form → core API → result message → poll
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,36 +14,12 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.conftest import csrf_of
-from tests.processes import LOOPBACK, RunningProcess, demo_command, free_ports, run_process
+from tests.conftest import API_KEY, CORE_API_KEY, SECRET_KEY, Demo, csrf_of
+from tests.live_servers import CONNECT_PORTAL, process_env
 
 pytestmark = pytest.mark.browser
 
-API_KEY = "e2e-demo-api-key-0123456789abcdef"
-CORE_API_KEY = "e2e-demo-core-key-0123456789abcdef"
-SECRET_KEY = "e2e-demo-secret-key-0123456789abcdef0123456789"
 OPENAI_KEY = "sk-proj-e2eDemo7f3kQ9zLx2VbN8mR4tY6uW1pA5sD0gH"
-
-@dataclass(frozen=True)
-class Demo:
-    portal_url: str
-    partner_url: str
-    core_url: str
-    process: RunningProcess
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
-    port = free_ports(4)  # portal, partner page, core API, sandbox OAuth provider
-    portal_url, partner_url, core_url = (f"http://{LOOPBACK}:{port + n}" for n in range(3))
-    with run_process(
-        demo_command(port),
-        env={"PORTAL_API_KEYS": API_KEY, "PORTAL_SECRET_KEYS": SECRET_KEY,
-             "CORE_API_KEY": CORE_API_KEY},
-        ready_urls=[f"{portal_url}/healthz", f"{partner_url}/", f"{core_url}/"],
-        log_path=tmp_path / "demo.log",
-    ) as process:
-        yield Demo(portal_url, partner_url, core_url, process)
 
 
 @pytest.fixture
@@ -89,10 +66,7 @@ def test_demo_connects_an_openai_key_from_the_partner_page_popup(
     connection_id = page.locator("#connection-id").inner_text()
     page.screenshot(path=str(tmp_path / "partner-page.png"), full_page=True)
 
-    listed = httpx.get(f"{demo.core_url}/api/v1/connections",
-                       headers={"Authorization": f"Bearer {CORE_API_KEY}"})
-    assert listed.status_code == 200
-    [connection] = listed.json()["connections"]
+    [connection] = demo.connections()
     assert connection["id"] == connection_id
     assert connection["body"]["type"] == "SECRET_TEXT"
     assert connection["body"]["secretText"] == OPENAI_KEY
@@ -139,3 +113,33 @@ def test_demo_core_page_masks_the_secret_prop_of_a_zendesk_connection(demo: Demo
     assert "agent@acme.example" in page  # the demo passes its catalog: plain props show
     assert api_token not in page and api_token[:6] not in page
     assert f"hidden, {len(api_token)} characters" in page
+
+
+def test_demo_serves_on_the_four_sockets_it_is_given_and_prints_their_urls(demo: Demo) -> None:
+    log = demo.process.output()
+    assert f"open the partner page:  {demo.partner_url}/" in log
+    assert f"portal:                 {demo.portal_url}" in log
+    assert f"demo core API:          {demo.core_url}/" in log
+    assert f"sandbox OAuth provider: {demo.provider_url}/" in log
+    page = httpx.get(f"{demo.partner_url}/").text
+    assert f'src="{demo.portal_url}/static/connect.js"' in page
+
+
+def test_a_demo_killed_with_sigkill_comes_back_on_the_same_sockets(demo: Demo) -> None:
+    """What the fault tests rely on: the port stays the test's while the process is down,
+    and a request made meanwhile waits in the backlog for the restarted process."""
+    demo.process.kill()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(httpx.get, f"{demo.portal_url}/healthz", timeout=30)
+        demo.process.start()
+        assert waiting.result(timeout=30).status_code == 200
+    assert demo.process.output().count("Connect portal demo") == 2  # two lives, one log
+
+
+@pytest.mark.parametrize("fds", ["3,4,5", "3,4,5,x", "3,4,5,-1"])
+def test_demo_refuses_fds_that_are_not_four_descriptors(fds: str) -> None:
+    result = subprocess.run([CONNECT_PORTAL, "demo", "--fds", fds], env=process_env({}),
+                            capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "expected four file descriptors" in result.stderr

@@ -20,17 +20,10 @@ from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.settings import Settings
-from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received, submit
+from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received, session_of, submit
 from tests.live_servers import server_thread
 
 IN_USE_TITLE = "This link was already opened in another browser"
-
-
-def session_of(client: TestClient, session_id: str) -> dict[str, Any]:
-    answer: dict[str, Any] = client.get(
-        f"/api/v1/connect/session/{session_id}", headers=AUTH
-    ).json()["session"]
-    return answer
 
 
 def test_a_link_opened_in_a_second_browser_gets_a_clear_page_and_no_form(

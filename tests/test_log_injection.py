@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.portal_process import LivePortal, portal_process
-from tests.processes import REPOSITORY, process_env
+from tests.conftest import API_KEY, SECRET_KEY
+from tests.live_servers import REPOSITORY, LivePortal, portal_process, process_env
 
 # Every line the portal writes starts with the time stamp of configure_logging's format.
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
@@ -30,7 +30,7 @@ INJECTIONS = [
 @pytest.fixture(scope="module")
 def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal]:
     log = tmp_path_factory.mktemp("log-injection") / "portal.log"
-    with portal_process(redis_url, log) as portal:
+    with portal_process(redis_url, log, api_key=API_KEY, secret_key=SECRET_KEY) as portal:
         yield portal
 
 
@@ -39,7 +39,7 @@ def test_a_hostile_path_writes_exactly_one_access_line(portal: LivePortal, path:
     lines_before = len(portal.log_lines())
     answer = httpx.get(f"{portal.url}{path}")
     assert answer.status_code in {403, 404}
-    written = portal.log_lines()[lines_before:]
+    written = portal.lines_since(lines_before, until=" portal.access ")
     access = [line for line in written if " portal.access " in line]
     assert len(access) == 1, written
     assert all(LOG_LINE.match(line) for line in written), written

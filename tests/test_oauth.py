@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,16 @@ import redis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from tests.conftest import AUTH, PARTNER_ORIGIN, PORTAL_URL, mint, open_page, received
+from tests.conftest import (
+    AUTH,
+    PARTNER_ORIGIN,
+    PORTAL_URL,
+    mint,
+    open_page,
+    received,
+    session_of,
+)
+from tests.live_servers import wait_until
 from tests.oauth_provider import BASIC, CUSTOM, POST, Provider, run_provider, sign_in, write_config
 
 CALLBACK = f"{PORTAL_URL}/oauth/callback"
@@ -59,12 +67,6 @@ def start(portal: TestClient, integration: str = "testid-basic", **mint_args: An
     pressed = portal.post(f"{page_path}/oauth", data={"csrf_token": csrf},
                           headers={"Origin": PORTAL_URL})
     return answer, page_path, pressed
-
-
-def status_of(portal: TestClient, session_id: str) -> dict[str, Any]:
-    response = portal.get(f"/api/v1/connect/session/{session_id}", headers=AUTH)
-    session: dict[str, Any] = response.json()["session"]
-    return session
 
 
 def without(url: str, name: str, value: str | None = None) -> str:
@@ -108,7 +110,7 @@ def test_sign_in_delivers_the_tokens_with_each_client_auth_method(
     assert body["tokenType"] == "Bearer" and body["expiresIn"] == 3600
     assert body["scope_oauth"] == "openid offline_access"  # from the token, not the request
     assert "oauthAppId" not in body
-    session = status_of(portal, answer["sessionId"])
+    session = session_of(portal, answer["sessionId"])
     assert session["status"] == "COMPLETED"
     assert session["connectionId"] == delivered["id"]
 
@@ -139,7 +141,7 @@ def test_a_replayed_callback_is_refused_and_delivers_nothing_more(
     assert "This sign-in cannot be finished" in replayed.text
     assert "OAUTH_STATE_INVALID" in replayed.text
     assert len(received(core_app)) == 1
-    assert status_of(portal, answer["sessionId"])["status"] == "COMPLETED"
+    assert session_of(portal, answer["sessionId"])["status"] == "COMPLETED"
 
 
 def test_forged_and_missing_state_change_nothing(
@@ -152,11 +154,11 @@ def test_forged_and_missing_state_change_nothing(
         response = portal.get(url)
         assert response.status_code == 400, url
         assert "OAUTH_STATE_INVALID" in response.text
-    assert status_of(portal, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(portal, answer["sessionId"])["status"] == "PENDING"
     assert received(core_app) == []
     # The real state still works afterwards: the forgeries consumed nothing.
     assert portal.get(back).status_code == 303
-    assert status_of(portal, answer["sessionId"])["status"] == "COMPLETED"
+    assert session_of(portal, answer["sessionId"])["status"] == "COMPLETED"
 
 
 def test_an_expired_state_is_refused(
@@ -168,15 +170,12 @@ def test_an_expired_state_is_refused(
     [key] = redis_client.keys(f"{redis_prefix}oauth-state:*")
     assert 0 < redis_client.ttl(key) <= 600  # a state lives ten minutes at most
     redis_client.pexpire(key, 1)
-    deadline = time.monotonic() + 5
-    while redis_client.exists(key) and time.monotonic() < deadline:
-        pass  # wait for Redis to expire it
-    assert not redis_client.exists(key)
+    wait_until(lambda: not redis_client.exists(key), timeout=5, what="Redis to expire the state")
     response = portal.get(back)
     assert response.status_code == 400
     assert "OAUTH_STATE_INVALID" in response.text
     assert received(core_app) == []
-    assert status_of(portal, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(portal, answer["sessionId"])["status"] == "PENDING"
 
 
 def test_a_callback_in_another_browser_is_refused(
@@ -192,7 +191,7 @@ def test_a_callback_in_another_browser_is_refused(
     assert response.status_code == 403
     assert "SESSION_NOT_BOUND" in response.text
     assert received(core_app) == []
-    assert status_of(portal, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(portal, answer["sessionId"])["status"] == "PENDING"
 
 
 def test_a_wrong_iss_fails_the_session_and_redeems_nothing(
@@ -202,7 +201,7 @@ def test_a_wrong_iss_fails_the_session_and_redeems_nothing(
     back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
     response = portal.get(without(back, "iss", "https://attacker.example"))
     assert response.status_code == 303
-    session = status_of(portal, answer["sessionId"])
+    session = session_of(portal, answer["sessionId"])
     assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
     assert "did not come from Test ID Header" in session["error"]
     assert received(core_app) == []
@@ -215,7 +214,7 @@ def test_a_missing_iss_is_refused_when_the_provider_declares_it(
     answer, _, pressed = start(portal)
     back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
     portal.get(without(back, "iss"))
-    session = status_of(portal, answer["sessionId"])
+    session = session_of(portal, answer["sessionId"])
     assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
     assert received(core_app) == []
 
@@ -233,7 +232,7 @@ def test_the_user_denying_consent_fails_the_session_with_oauth_error(
     assert finished.headers["location"] == (
         f"{PARTNER_ORIGIN}/connected?sessionId={answer['sessionId']}&status=error"
         "&code=OAUTH_ERROR")
-    session = status_of(portal, answer["sessionId"])
+    session = session_of(portal, answer["sessionId"])
     assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
     assert "access_denied" in session["error"]
     assert received(core_app) == []
@@ -253,7 +252,7 @@ def test_a_customers_own_app_comes_from_the_core_api(
     portal.get(back)
     [delivered] = received(core_app)
     assert delivered["body"]["oauthAppId"] == "app-7"
-    assert status_of(portal, answer["sessionId"])["status"] == "COMPLETED"
+    assert session_of(portal, answer["sessionId"])["status"] == "COMPLETED"
 
 
 def test_no_oauth_app_fails_the_session_with_a_clear_page(
@@ -267,7 +266,7 @@ def test_no_oauth_app_fails_the_session_with_a_clear_page(
         assert pressed.headers["location"] == page_path
         page = portal.get(page_path).text
         assert "No OAuth app is set up for" in page
-        session = status_of(portal, answer["sessionId"])
+        session = session_of(portal, answer["sessionId"])
         assert (session["status"], session["errorCode"]) == ("FAILED", "NO_OAUTH_APP")
     assert received(core_app) == []
 
@@ -441,10 +440,10 @@ def test_a_planted_oauth_cookie_is_never_bound_into_the_state(
     refused = planter.get(back)
     assert refused.status_code == 403 and "SESSION_NOT_BOUND" in refused.text
     assert received(core_app) == []
-    assert status_of(portal, answer["sessionId"])["status"] == "PENDING"
+    assert session_of(portal, answer["sessionId"])["status"] == "PENDING"
     # …and the refusal used up nothing: the browser that started it still finishes it.
     assert portal.get(back).status_code == 303
-    assert status_of(portal, answer["sessionId"])["status"] == "COMPLETED"
+    assert session_of(portal, answer["sessionId"])["status"] == "COMPLETED"
 
 
 def test_the_oauth_cookie_is_host_prefixed_over_https(
@@ -477,4 +476,4 @@ def test_the_oauth_cookie_is_host_prefixed_over_https(
         denied = browser.get("/oauth/callback", params={"state": state,
                                                         "error": "access_denied"})
         assert denied.status_code == 303
-        assert status_of(browser, answer["sessionId"])["errorCode"] == "OAUTH_ERROR"
+        assert session_of(browser, answer["sessionId"])["errorCode"] == "OAUTH_ERROR"

@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received
-from tests.live_servers import bound_socket, server_thread, wait_until
-from tests.processes import free_ports
+from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received, session_of
+from tests.live_apps import WebhookReceiver
+from tests.live_servers import RedisServer, bound_socket, server_thread, wait_until
 from tests.test_ssrf import HOSTILE_SHOPS
 
 CLIENT_ID = "fake-client"
@@ -135,12 +135,6 @@ def start(portal: TestClient, integration: str = "fake", mint_args: dict[str, st
 def callback(portal: TestClient, pressed: Any, **params: str) -> Any:
     state = parse_qs(urlsplit(pressed.headers["location"]).query)["state"][0]
     return portal.get("/oauth/callback?" + urlencode({"state": state, **params}))
-
-
-def session_of(portal: TestClient, session_id: str) -> dict[str, Any]:
-    session: dict[str, Any] = portal.get(f"/api/v1/connect/session/{session_id}",
-                                         headers=AUTH).json()["session"]
-    return session
 
 
 def test_provider_quirks_reach_the_core_api(portal: TestClient, fake: Starlette,
@@ -380,8 +374,6 @@ def test_salesforce_signs_in_at_production_or_a_sandbox(portal: TestClient) -> N
 def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
     make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path
 ) -> None:
-    from tests.live_apps import WebhookReceiver
-
     secret = "whsec_" + base64.b64encode(b"o" * 32).decode()
     hooks = WebhookReceiver(secret)
     catalog = tmp_path / "fake.json"
@@ -409,28 +401,21 @@ def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
 
 def test_a_callback_while_redis_is_down_answers_503_and_redeems_nothing(
     make_client: Any, provider: tuple[str, Starlette], fake: Starlette, tmp_path: Path,
-    core_app: Starlette,
+    core_app: Starlette, own_redis: RedisServer,
 ) -> None:
-    from tests.test_redis_faults import RedisServer
-
-    own_redis = RedisServer(free_ports())
-    own_redis.start()
-    try:
-        catalog = tmp_path / "fake.json"
-        catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
-        apps = tmp_path / "apps.json"
-        apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
-                                                      "clientSecret": CLIENT_SECRET}}}))
-        portal: TestClient = make_client(catalog_paths=(str(catalog),), redis_url=own_redis.url,
-                                         oauth_apps_file=str(apps), allow_http_loopback=True)
-        _, _, _, pressed = start(portal)
-        own_redis.stop()
-        answer = callback(portal, pressed, code="c-11")
-        assert answer.status_code == 503
-        assert "The portal is busy" in answer.text
-        assert fake.state.requests == [] and received(core_app) == []
-    finally:
-        own_redis.stop()
+    catalog = tmp_path / "fake.json"
+    catalog.write_text(json.dumps({"integrations": entries(provider[0])}))
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"fake": {"clientId": CLIENT_ID,
+                                                  "clientSecret": CLIENT_SECRET}}}))
+    portal: TestClient = make_client(catalog_paths=(str(catalog),), redis_url=own_redis.url,
+                                     oauth_apps_file=str(apps), allow_http_loopback=True)
+    _, _, _, pressed = start(portal)
+    own_redis.stop()
+    answer = callback(portal, pressed, code="c-11")
+    assert answer.status_code == 503
+    assert "The portal is busy" in answer.text
+    assert fake.state.requests == [] and received(core_app) == []
 
 
 def test_zendesk_subdomain_and_microsoft_tenant_fill_the_provider_urls(
@@ -553,8 +538,6 @@ def test_an_error_answer_cannot_overrule_a_delivery_in_flight(
     make_client: Any, provider: tuple[str, Starlette], fake: Starlette, core_app: Starlette,
     tmp_path: Path, late: dict[str, str],
 ) -> None:
-    from tests.live_apps import WebhookReceiver
-
     secret = "whsec_" + base64.b64encode(b"r" * 32).decode()
     hooks = WebhookReceiver(secret)
     catalog = tmp_path / "fake.json"

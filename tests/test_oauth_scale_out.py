@@ -4,13 +4,9 @@ replay of the callback on either process is refused; neither process logs a secr
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,46 +14,19 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, received
-from tests.live_servers import bound_socket, server_thread
+from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, received
+from tests.live_servers import bound_socket, server_thread, url_of, uvicorn_process
 from tests.oauth_provider import BASIC, run_provider, sign_in, write_config
-
-REPOSITORY = Path(__file__).parent.parent
-READY_DEADLINE = 30.0
-
-
-def start_portal(sock: socket.socket, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "tests.oauth_portal_app:app",
-             "--fd", str(sock.fileno()), "--no-access-log"],
-            env={**os.environ, **env}, cwd=REPOSITORY, pass_fds=(sock.fileno(),),
-            stdout=output, stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the portal at {url} exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        threading.Event().wait(0.05)  # between readiness polls
-    raise RuntimeError(f"the portal at {url} did not become ready")
 
 
 @pytest.fixture
 def two_portals(redis_url: str, redis_prefix: str, core_app: Starlette, tmp_path: Path
                 ) -> Iterator[dict[str, str]]:
     sockets = [bound_socket(), bound_socket()]
-    urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    urls = [url_of(sock) for sock in sockets]
     public_url = urls[0]  # the load balancer's address; both processes are behind it
     with run_provider([f"{public_url}/oauth/callback"]) as provider, \
-            server_thread(core_app) as core_url:
+            server_thread(core_app) as core_url, ExitStack() as portals:
         catalog, apps = write_config(tmp_path, provider.issuer)
         env = {
             "PORTAL_PUBLIC_URL": public_url, "PORTAL_SECRET_KEYS": SECRET_KEY,
@@ -67,21 +36,11 @@ def two_portals(redis_url: str, redis_prefix: str, core_app: Starlette, tmp_path
             "PORTAL_OAUTH_APPS": str(apps), "PORTAL_ALLOW_HTTP_LOOPBACK": "true",
             "PORTAL_VERIFY_CREDENTIALS": "false", "PORTAL_LOG_LEVEL": "DEBUG",
         }
-        processes = []
-        try:
-            for index, sock in enumerate(sockets):
-                sock.listen(64)
-                processes.append(start_portal(sock, env, tmp_path / f"portal-{index}.log"))
-            for url, process in zip(urls, processes, strict=True):
-                wait_ready(url, process)
-            yield {"a": urls[0], "b": urls[1], "logs": str(tmp_path),
-                   "issuer": provider.issuer}
-        finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=10)
-            for sock in sockets:
-                sock.close()
+        for index, sock in enumerate(sockets):
+            portals.enter_context(uvicorn_process(
+                "tests.oauth_portal_app:app", sock=sock, ready_path="/readyz", env=env,
+                log_path=tmp_path / f"portal-{index}.log"))
+        yield {"a": urls[0], "b": urls[1], "logs": str(tmp_path), "issuer": provider.issuer}
 
 
 def test_a_flow_started_on_one_process_finishes_on_the_other(
@@ -95,8 +54,7 @@ def test_a_flow_started_on_one_process_finishes_on_the_other(
         opened = browser.get(answer["connectUrl"])
         page_path = opened.headers["location"]
         page = browser.get(f"{a}{page_path}").text
-        marker = 'name="csrf_token" value="'
-        csrf = page[page.index(marker) + len(marker):].split('"', 1)[0]
+        csrf = csrf_of(page)
         pressed = browser.post(f"{a}{page_path}/oauth", data={"csrf_token": csrf},
                                headers={"Origin": a})
         assert pressed.status_code == 303
@@ -138,8 +96,7 @@ def test_the_same_callback_on_both_processes_at_once_redeems_one_code(
             "workspaceId": "w"}).json()
         page_path = browser.get(answer["connectUrl"]).headers["location"]
         page = browser.get(f"{a}{page_path}").text
-        marker = 'name="csrf_token" value="'
-        csrf = page[page.index(marker) + len(marker):].split('"', 1)[0]
+        csrf = csrf_of(page)
         pressed = browser.post(f"{a}{page_path}/oauth", data={"csrf_token": csrf},
                                headers={"Origin": a})
         back = sign_in(browser, pressed.headers["location"], stop_at=f"{a}/oauth/callback")

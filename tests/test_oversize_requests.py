@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from tests.processes import LOOPBACK, free_ports, run_process, uvicorn_command
+from tests.conftest import API_KEY, SECRET_KEY
+from tests.live_servers import portal_process
 
-SECRET_KEY = "oversize-secret-key-0123456789abcdef0123456789"
-API_KEY = "oversize-api-key-0123456789abcdef"
 ONE_MB_TOKEN = "cst_" + "A" * (1024 * 1024)
 
 
 @pytest.fixture(scope="module")
 def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    prefix = f"test:oversize:{uuid.uuid4().hex}:"
-    port = free_ports()
-    url = f"http://{LOOPBACK}:{port}"
-    with run_process(
-        uvicorn_command("portal.asgi:app_from_env", port=port),
-        env={
-            "PORTAL_PUBLIC_URL": url, "PORTAL_SECRET_KEYS": SECRET_KEY,
-            "PORTAL_API_KEYS": API_KEY, "REDIS_URL": redis_url, "PORTAL_REDIS_PREFIX": prefix,
-            "CORE_API_URL": "http://127.0.0.1:9", "CORE_API_KEY": "unused-core-key-0123456789",
-        },
-        ready_urls=[f"{url}/readyz"],
-        log_path=Path(tmp_path_factory.mktemp("oversize")) / "portal.log",
-    ):
-        yield url, prefix
+    log = tmp_path_factory.mktemp("oversize") / "portal.log"
+    with portal_process(redis_url, log, api_key=API_KEY, secret_key=SECRET_KEY) as portal:
+        yield portal.url, portal.redis_prefix
 
 
 def keys(redis_url: str, prefix: str) -> list[bytes]:

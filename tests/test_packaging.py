@@ -22,6 +22,7 @@ def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> Non
         "portal/templates/" + path.name for path in (REPO / "templates").glob("*.html")
     } | {"portal/static/" + path.name for path in (REPO / "static").iterdir()} | {
         "portal/openapi.json", "portal/catalog/integrations.json", "portal/py.typed",
+        "portal/catalog/catalog.schema.json",
     }
     assert expected <= names, sorted(expected - names)
     entry_points = zipfile.ZipFile(wheel).read(

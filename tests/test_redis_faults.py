@@ -1,57 +1,12 @@
-"""The portal against a Redis that dies and comes back (our own server, not the shared one)."""
+"""The portal against a Redis that dies (kill -9) and comes back empty (our own server, on
+a Unix socket of its own: the `own_redis` fixture, not the shared one)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-import redis
-
 from tests.conftest import AUTH, token_body
-from tests.processes import free_ports
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is installed by ./dev test")
-
-
-class RedisServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)  # polling for the server to accept connections
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_ports())
-    server.start()
-    yield server
-    server.stop()
+from tests.live_servers import RedisServer
 
 
 def test_redis_outage_answers_503_and_recovers(own_redis: RedisServer, make_client: Any) -> None:

@@ -12,6 +12,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,18 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.conftest import CHROMIUM_ARGS, chromium_path
 from tests.live_apps import WebhookReceiver
-from tests.live_servers import ServerProcess, server_thread, wait_until
+from tests.live_servers import (
+    bound_socket,
+    delete_keys,
+    server_thread,
+    url_of,
+    uvicorn_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -70,20 +77,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     logs = tmp_path_factory.mktemp("live")
     prefix = f"test:{uuid.uuid4().hex}:"
     hooks = WebhookReceiver(WEBHOOK_SECRET)
-    processes: list[ServerProcess] = []
-    with server_thread(hooks.app) as hooks_url:
-        try:
-            core = ServerProcess("tests.live_apps:core_app", env={"CORE_API_KEY": CORE_KEY},
-                                 log_path=logs / "core.log")
-            portal = ServerProcess("portal.asgi:app_from_env", env={},
-                                   log_path=logs / "portal.log", ready_path="/healthz")
-            partner = ServerProcess("tests.live_apps:partner_app",
-                                    env={"PORTAL_URL": portal.url}, log_path=logs / "a.log")
-            other = ServerProcess("tests.live_apps:partner_app",
-                                  env={"PORTAL_URL": portal.url}, log_path=logs / "b.log")
-            processes += [core, portal, partner, other]
-            portal.env = {
-                "PORTAL_PUBLIC_URL": portal.url,
+    portal_socket = bound_socket()
+    portal_url = url_of(portal_socket)
+    with ExitStack() as servers:
+        hooks_url = servers.enter_context(server_thread(hooks.app))
+        servers.callback(delete_keys, redis_url, prefix)
+        core, partner, other = (servers.enter_context(process) for process in (
+            uvicorn_process("tests.live_apps:core_app", env={"CORE_API_KEY": CORE_KEY},
+                            log_path=logs / "core.log"),
+            uvicorn_process("tests.live_apps:partner_app", env={"PORTAL_URL": portal_url},
+                            log_path=logs / "a.log"),
+            uvicorn_process("tests.live_apps:partner_app", env={"PORTAL_URL": portal_url},
+                            log_path=logs / "b.log"),
+        ))
+        portal = servers.enter_context(uvicorn_process(
+            "portal.asgi:app_from_env", sock=portal_socket, ready_path="/healthz",
+            log_path=logs / "portal.log", env={
+                "PORTAL_PUBLIC_URL": portal_url,
                 "PORTAL_SECRET_KEYS": secrets.token_urlsafe(48),
                 "PORTAL_API_KEYS": API_KEY,
                 "REDIS_URL": redis_url,
@@ -97,21 +107,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
                 "PORTAL_WORKERS": "1",
                 # Built-in entries would check keys with the real providers, out of reach here.
                 "PORTAL_VERIFY_CREDENTIALS": "false",
-            }
-            for process in (core, portal, partner, other):
-                process.start()
-            yield Stack(portal=portal.url, partner=partner.url, other_partner=other.url,
-                        core=core.url, hooks=hooks)
-            log = portal.log()
-            assert TYPED_KEY not in log and "cst_" not in log, "a secret reached the portal log"
-        finally:
-            for process in processes:
-                process.stop()
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(match=f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+            }))
+        yield Stack(portal=portal.url, partner=partner.url, other_partner=other.url,
+                    core=core.url, hooks=hooks)
+        log = portal.output()
+        assert TYPED_KEY not in log and "cst_" not in log, "a secret reached the portal log"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from weavz_sdk import WeavzClient
 from weavz_sdk.errors import WeavzError
 
 from tests.conftest import csrf_of
-from tests.processes import LOOPBACK, RunningProcess, free_ports, run_process, uvicorn_command
+from tests.live_servers import ServerProcess, bound_socket, delete_keys, url_of, uvicorn_process
 
 API_KEY = "sdk-process-api-key-0123456789abcdef"
 CORE_API_KEY = "sdk-process-core-key-0123456789abcdef"
@@ -31,7 +31,7 @@ class Deployment:
     portal_url: str
     core_url: str
     redis_prefix: str
-    portal: RunningProcess
+    portal: ServerProcess
 
     def received(self) -> list[dict[str, Any]]:
         """What the demo core API received, from its own JSON listing."""
@@ -46,46 +46,26 @@ class Deployment:
 def deployment(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     logs = tmp_path_factory.mktemp("sdk-process")
     prefix = f"test:sdk:{uuid.uuid4().hex}:"
-    core_port = free_ports()
-    core_url = f"http://{LOOPBACK}:{core_port}"
-    with run_process(
-        uvicorn_command("tests.processes:core_app_from_env", port=core_port),
-        env={"CORE_API_KEY": CORE_API_KEY},
-        ready_urls=[f"{core_url}/"],
-        log_path=logs / "core.log",
-    ):
-        portal_port = free_ports()
-        portal_url = f"http://{LOOPBACK}:{portal_port}"
-        with run_process(
-            uvicorn_command("portal.asgi:app_from_env", port=portal_port),
-            env={
-                "PORTAL_PUBLIC_URL": portal_url,
-                "PORTAL_SECRET_KEYS": SECRET_KEY,
-                "PORTAL_API_KEYS": API_KEY,
-                "REDIS_URL": redis_url,
-                "PORTAL_REDIS_PREFIX": prefix,
-                "CORE_API_URL": core_url,
-                "CORE_API_KEY": CORE_API_KEY,
-                # The built-in OpenAI entry would check the key with api.openai.com.
-                "PORTAL_VERIFY_CREDENTIALS": "false",
-            },
-            ready_urls=[f"{portal_url}/readyz"],
-            log_path=logs / "portal.log",
-        ) as portal:
-            try:
-                yield Deployment(portal_url, core_url, prefix, portal)
-            finally:
-                _delete_keys(redis_url, prefix)
-
-
-def _delete_keys(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    portal_socket = bound_socket()
+    portal_url = url_of(portal_socket)
+    with uvicorn_process("tests.live_apps:core_app", env={"CORE_API_KEY": CORE_API_KEY},
+                         log_path=logs / "core.log") as core, \
+            uvicorn_process("portal.asgi:app_from_env", sock=portal_socket, ready_path="/readyz",
+                            log_path=logs / "portal.log", env={
+                                "PORTAL_PUBLIC_URL": portal_url,
+                                "PORTAL_SECRET_KEYS": SECRET_KEY,
+                                "PORTAL_API_KEYS": API_KEY,
+                                "REDIS_URL": redis_url,
+                                "PORTAL_REDIS_PREFIX": prefix,
+                                "CORE_API_URL": core.url,
+                                "CORE_API_KEY": CORE_API_KEY,
+                                # The built-in OpenAI entry would check the key with OpenAI.
+                                "PORTAL_VERIFY_CREDENTIALS": "false",
+                            }) as portal:
+        try:
+            yield Deployment(portal_url, core.url, prefix, portal)
+        finally:
+            delete_keys(redis_url, prefix)
 
 
 @pytest.fixture

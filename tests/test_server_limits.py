@@ -10,7 +10,6 @@ import re
 import selectors
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,10 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_servers import wait_until
-from tests.processes import LOOPBACK, free_ports, process_env, run_process
+from tests.live_servers import (
+    LOOPBACK,
+    bound_socket,
+    process_env,
+    serve_command,
+    serve_process,
+    url_of,
+    wait_until,
+)
 
-CONNECT_PORTAL = str(Path(sys.executable).with_name("connect-portal"))
 HEADER_TIMEOUT = 1.0
 MAX_CONNECTIONS = 10
 MiB = 1024 * 1024
@@ -39,9 +44,9 @@ class Portal:
         return socket.create_connection((LOOPBACK, self.port), timeout=10)
 
 
-def serve_env(redis_url: str, port: int, **extra: str) -> dict[str, str]:
+def serve_env(redis_url: str, sock: socket.socket, **extra: str) -> dict[str, str]:
     return {
-        "PORTAL_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
+        "PORTAL_PUBLIC_URL": url_of(sock),
         "PORTAL_SECRET_KEYS": "limits-secret-key-0123456789abcdef0123456789",
         "PORTAL_API_KEYS": "limits-api-key-0123456789abcdef",
         "REDIS_URL": redis_url,
@@ -52,21 +57,15 @@ def serve_env(redis_url: str, port: int, **extra: str) -> dict[str, str]:
     }
 
 
-def serve_command(port: int, *flags: str) -> list[str]:
-    return [CONNECT_PORTAL, "serve", "--host", LOOPBACK, "--port", str(port),
-            "--workers", "1", *flags]
-
-
 @pytest.fixture(scope="module")
 def portal(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """One `serve` worker (so its pid is the worker's), limits set through the environment."""
-    port = free_ports()
-    env = serve_env(redis_url, port, PORTAL_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
+    sock = bound_socket()
+    env = serve_env(redis_url, sock, PORTAL_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
                     PORTAL_MAX_CONNECTIONS=str(MAX_CONNECTIONS))
-    with run_process(serve_command(port), env=env,
-                     ready_urls=[f"http://{LOOPBACK}:{port}/healthz"],
-                     log_path=tmp_path_factory.mktemp("limits") / "serve.log") as process:
-        yield Portal(port=port, pid=process.pid)
+    with serve_process(sock=sock, env=env,
+                       log_path=tmp_path_factory.mktemp("limits") / "serve.log") as process:
+        yield Portal(port=process.port, pid=process.pid)
 
 
 # -- raw HTTP/1.1 on a socket --------------------------------------------------------------
@@ -241,13 +240,12 @@ def test_requests_over_the_connection_limit_get_503(portal: Portal) -> None:
 def test_flags_set_the_limits_and_keep_alive_ends_idle_connections(
     redis_url: str, tmp_path: Path,
 ) -> None:
-    port = free_ports()
+    sock = bound_socket()
     flags = ("--max-header-bytes", "4096", "--keepalive-timeout", "1",
              "--header-timeout", "5", "--max-connections", "50")
-    with run_process(serve_command(port, *flags), env=serve_env(redis_url, port),
-                     ready_urls=[f"http://{LOOPBACK}:{port}/healthz"],
-                     log_path=tmp_path / "serve.log"):
-        server = Portal(port=port, pid=0)
+    with serve_process(*flags, sock=sock, env=serve_env(redis_url, sock),
+                       log_path=tmp_path / "serve.log") as process:
+        server = Portal(port=process.port, pid=process.pid)
         with server.connect() as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: portal\r\nX-Pad: "
                          + b"a" * 6000 + b"\r\n\r\n")
@@ -274,10 +272,11 @@ def test_flags_set_the_limits_and_keep_alive_ends_idle_connections(
 def test_a_bad_limit_stops_serve_with_exit_2_naming_the_variable(
     redis_url: str, variable: str, value: str,
 ) -> None:
-    port = free_ports()
-    result = subprocess.run(
-        serve_command(port), env=process_env(serve_env(redis_url, port, **{variable: value})),
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-    )
+    with bound_socket() as sock:
+        result = subprocess.run(
+            serve_command(sock), env=process_env(serve_env(redis_url, sock, **{variable: value})),
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            pass_fds=[sock.fileno()],
+        )
     assert result.returncode == 2, result.stderr
     assert variable in result.stderr

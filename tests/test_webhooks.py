@@ -152,7 +152,9 @@ def test_per_token_webhook_url_receives_its_session(
     make_client: Any, receiver: tuple[WebhookReceiver, str]
 ) -> None:
     hooks, url = receiver
-    client = make_client(webhook_secret=SECRET, allowed_origins=(PARTNER_ORIGIN, url))
+    # The receiver is plain http on loopback: only the development setting reaches it.
+    client = make_client(webhook_secret=SECRET, allowed_origins=(PARTNER_ORIGIN, url),
+                         allow_http_loopback=True)
     answer = connect(client, webhookUrl=f"{url}/hooks")
     wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
     [event] = hooks.verified
@@ -172,3 +174,29 @@ def test_webhook_settings_are_read_and_checked() -> None:
         with pytest.raises(SettingsError, match="PORTAL_WEBHOOK_SECRET") as caught:
             Settings.from_env({"PORTAL_WEBHOOK_SECRET": bad})
         assert bad not in str(caught.value)
+
+
+def test_a_token_webhook_url_on_a_private_address_gets_nothing_while_the_operators_does(
+    make_client: Any, receiver: tuple[WebhookReceiver, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's PORTAL_WEBHOOK_URL host is trusted (here plain http on loopback); a
+    token's own webhookUrl goes through the outbound policy: a public-looking name that
+    resolves to 127.0.0.1 never gets a connection, and is not retried."""
+    from tests.test_outbound import Listener, Names
+
+    hooks, url = receiver
+    inside = Listener()
+    try:
+        origin = f"https://hooks.partner-example.com:{inside.port}"
+        client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET,
+                             allowed_origins=(PARTNER_ORIGIN, origin),
+                             outbound_lookup=Names({"hooks.partner-example.com": ["127.0.0.1"]}))
+        answer = connect(client, webhookUrl=f"{origin}/hooks")
+        wait_until(lambda: len(hooks.deliveries) >= 1 and webhooks_of(client).in_flight == 0,
+                   timeout=10, what="both webhook sends to finish")
+        [event] = hooks.verified
+        assert event["data"]["id"] == answer["sessionId"]
+        assert inside.connections == []
+        assert "refused by the outbound policy (private_address); not retried" in caplog.text
+    finally:
+        inside.close()

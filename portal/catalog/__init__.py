@@ -1,4 +1,8 @@
-"""The integration catalog: what can be connected and how."""
+"""The integration catalog: what can be connected and how.
+
+`schema` holds the types the portal uses, `document` the file format (pydantic models
+that generate catalog.schema.json), `loader` reads files from one into the other.
+"""
 
 from portal.catalog.loader import (
     Catalog,
@@ -17,7 +21,11 @@ from portal.catalog.schema import (
     FieldFormat,
     FieldType,
     Integration,
+    IntegrationListing,
     OAuthSettings,
+    PublicAuthOption,
+    PublicField,
+    PublicIntegration,
     Verification,
 )
 
@@ -31,7 +39,11 @@ __all__ = [
     "FieldFormat",
     "FieldType",
     "Integration",
+    "IntegrationListing",
     "OAuthSettings",
+    "PublicAuthOption",
+    "PublicField",
+    "PublicIntegration",
     "Verification",
     "catalog_files",
     "check_catalog",

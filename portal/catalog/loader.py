@@ -1,20 +1,29 @@
 """Load and validate catalog files; a bad entry stops start-up with its place named.
 
-Every message reads `<file>: integration '<name>': authOptions[<i>]: <field>: <what is
-wrong>`, so an operator can fix a file from the message alone. docs/catalog.md
+Every message reads `<file>: integration '<name>': authOptions[<i>] ('<key>'): <field>:
+<what is wrong>`, so an operator can fix a file from the message alone. docs/catalog.md
 describes the format.
+
+An entry is checked in two steps. `portal.catalog.document` checks its shape (types,
+required and unknown fields, allowed values); a shape error is named here the way an
+operator reads it. Then the rules that relate several values are checked (placeholders
+against fields, the SSRF rules, whose OAuth app may use which host, defaults against
+options) while the entry becomes the `portal.catalog.schema` types the portal uses.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from portal import ssrf
+from portal.catalog import document
 from portal.catalog.schema import (
     AuthOption,
     AuthType,
@@ -27,27 +36,13 @@ from portal.catalog.schema import (
     Verification,
 )
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_METHODS = {"GET", "POST", "HEAD"}
 # Names the connect form itself uses; a field may not take them.
 _RESERVED_KEYS = {"csrf_token", "action", "opener", "integration", "auth_method", "q"}
-
-_INTEGRATION_KEYS = {"name", "displayName", "category", "description", "website", "logo",
-                     "authOptions"}
-_OPTION_KEYS = {"key", "type", "displayName", "description", "helpUrl"}
-_SECRET_TEXT_KEYS = {"placeholder", "pattern", "verification"}
-_BASIC_KEYS = {"username", "password", "verification"}
-_CUSTOM_KEYS = {"props", "verification"}
-_OAUTH_KEYS = {"authUrl", "tokenUrl", "scope", "pkce", "authorizationMethod", "extraParams",
-               "props", "issuer", "issParameterSupported", "tokenRequestFormat",
-               "customerAppOnly"}
-_FIELD_KEYS = {"type", "displayName", "description", "required", "defaultValue",
-               "placeholder", "pattern", "min", "max", "format", "options", "markdown"}
-_BASIC_FIELD_KEYS = {"displayName", "description", "placeholder", "pattern"}
-_VERIFICATION_KEYS = {"method", "url", "headers", "body", "basicAuth", "successStatus",
-                      "invalidStatus", "blameField"}
+# Authorize parameters the portal sets itself.
+_PORTAL_PARAMS = {"client_id", "client_secret", "redirect_uri", "state", "code_challenge",
+                  "code_challenge_method", "response_type"}
 
 
 class CatalogError(ValueError):
@@ -66,10 +61,6 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._by_name)
-
-    @property
-    def categories(self) -> list[str]:
-        return sorted({item.category for item in self._by_name.values()})
 
 
 def load_catalog(extra_paths: Iterable[str] = ()) -> Catalog:
@@ -113,21 +104,21 @@ def parse_catalog(text: str, *, source: str) -> list[Integration]:
 def check_catalog(text: str, *, source: str) -> tuple[list[Integration], list[str]]:
     """The valid entries of a catalog file and a message for each invalid one."""
     try:
-        document = json.loads(text)
+        parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         return [], [f"{source}: not valid JSON ({exc})"]
-    if not isinstance(document, dict) or not isinstance(document.get("integrations"), list):
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("integrations"), list):
         return [], [f'{source}: expected an object with an "integrations" list']
-    unknown = sorted(set(document) - {"integrations", "$schema"})
+    unknown = sorted(set(parsed) - document.aliases(document.CatalogFile))
     problems = [f"{source}: {key}: unknown top-level field" for key in unknown]
     seen: set[str] = set()
     result = []
-    for index, raw in enumerate(document["integrations"]):
+    for index, raw in enumerate(parsed["integrations"]):
         where = f"{source}: integrations[{index}]"
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             where = f"{source}: integration {raw['name']!r}"
         try:
-            integration = _integration(raw, where)
+            integration = _integration(_validated(raw, where), where)
         except CatalogError as exc:
             problems.append(str(exc))
             continue
@@ -139,314 +130,345 @@ def check_catalog(text: str, *, source: str) -> tuple[list[Integration], list[st
     return result, problems
 
 
-def _integration(raw: Any, where: str) -> Integration:
-    _object(raw, where, _INTEGRATION_KEYS)
-    name = _string(raw, "name", where)
-    if not _NAME.match(name):
-        raise CatalogError(f"{where}: name: must be lower-case letters, digits and '-'")
-    options_raw = raw.get("authOptions")
-    if not isinstance(options_raw, list) or not options_raw:
-        raise CatalogError(f"{where}: authOptions: must be a non-empty list")
+# -- step 1: the shape, and where a shape error is --------------------------------------
+def _validated(raw: Any, where: str) -> document.Integration:
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: must be an object")
+    try:
+        return document.INTEGRATION.validate_python(raw)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # An unknown field first: it is most often a typo of the field reported missing.
+        first = min(errors, key=lambda error: error["type"] != "extra_forbidden")
+        raise CatalogError(_describe(first, raw, where)) from None
+
+
+# What is wrong with a value of the wrong type or form, by field; a field not named here
+# is text: "is required and must be a non-empty string".
+_SHAPE = {
+    "required": "must be true or false",
+    "pkce": "must be true or false",
+    "issParameterSupported": "must be true or false",
+    "customerAppOnly": "must be true or false",
+    "min": "must be a number",
+    "max": "must be a number",
+    "authorizationMethod": "must be HEADER or BODY",
+    "tokenRequestFormat": "must be FORM or JSON",
+    "method": "must be one of GET, HEAD, POST",
+    "scope": "must be a string, as the provider expects it",
+    "extraParams": "must be an object of strings",
+    "headers": "must be an object of strings",
+    "body": "must be a string",
+    "successStatus": "must be a non-empty list of HTTP status codes",
+    "invalidStatus": "must be a non-empty list of HTTP status codes",
+    "blameField": "must name a field of this option",
+    "authOptions": "must be a non-empty list",
+    "props": "must be an object of fields, by key",
+    "options": "must be a non-empty list of {label, value}",
+    "verification": "must be an object",
+    "username": "must be an object",
+    "password": "must be an object",
+    "basicAuth": "must be an object",
+}
+_PATTERN = {
+    "name": "must be lower-case letters, digits and '-'",
+    "key": "must be letters, digits and '_'",
+    "website": "must be an https:// URL",
+    "helpUrl": "must be an https:// URL",
+}
+_DEFAULT_VALUE = {
+    document.ShortTextField: "must be a string",
+    document.LongTextField: "must be a string",
+    document.NumberField: "must be a number",
+    document.CheckboxField: "must be true or false",
+    document.DropdownField: "must be the value of one of the options",
+}
+_NOT_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+_INPUT_FIELD_KEYS = set().union(*(document.aliases(model)
+                                  for model in document.FIELD_MODELS.values()))
+
+
+def _describe(error: Mapping[str, Any], raw: dict[str, Any], where: str) -> str:
+    """`<where>: <place>: <field>: <what is wrong>` for one pydantic error of an entry."""
+    loc = list(error["loc"])
+    model: type[pydantic.BaseModel] = document.Integration
+    node: Any = raw
+    place = where
+    while len(loc) > 1:
+        part = loc[0]
+        if part in {"authOptions", "props"}:
+            index = loc[1]
+            item = node[part][index]
+            place += f": authOptions[{index}]" if part == "authOptions" else f": props.{index}"
+            if len(loc) == 2:
+                return f"{place}: {_union_problem(error, item, part)}"
+            if part == "authOptions" and isinstance(item.get("key"), str):
+                place += f" ({item['key']!r})"
+            models = document.OPTION_MODELS if part == "authOptions" else document.FIELD_MODELS
+            model, node, loc = models[loc[2]], item, loc[3:]
+        elif part == "options" and model is document.DropdownField:
+            place += f": options[{loc[1]}]"
+            model, node, loc = document.Choice, node["options"][loc[1]], loc[2:]
+            if not loc:
+                return f"{place}: must be an object"
+        elif part in {"username", "password"} and model is document.BasicAuthOption:
+            place += f": {part}"
+            model, node, loc = document.CredentialLabel, node[part], loc[1:]
+        elif part == "verification":
+            place += ": verification"
+            model, node, loc = document.Verification, node[part], loc[1:]
+        elif part == "basicAuth":
+            if error["type"] == "extra_forbidden":
+                return f"{place}: basicAuth: {_unknown(document.BasicAuthTemplate, loc[1], {})}"
+            return f"{place}: basicAuth.{loc[1]}: must be a string"
+        elif part == "headers":
+            return f"{place}: headers.{loc[1]}: must be a string"
+        else:
+            break
+    if not loc:
+        return f"{place}: must be an object"
+    field = str(loc[0])
+    if error["type"] == "extra_forbidden":
+        return f"{place}: {_unknown(model, field, node)}"
+    return f"{place}: {field}: {_field_problem(model, field, error, node)}"
+
+
+def _union_problem(error: Mapping[str, Any], item: Any, part: str) -> str:
+    """An auth option or form field whose `type` names no known kind."""
+    if not isinstance(item, dict):
+        return "must be an object"
+    unknown = sorted(set(item) - _INPUT_FIELD_KEYS)
+    if part == "props" and unknown:
+        return _unknown(document.MarkdownBlock, unknown[0], item)
+    kind = item.get("type")
+    if error["type"] == "union_tag_invalid" and isinstance(kind, str) and kind.strip():
+        known = ", ".join(item.value for item in (AuthType if part == "authOptions"
+                                                  else FieldType))
+        return f"type: is {kind.strip()!r}; expected one of {known}"
+    return "type: is required and must be a non-empty string"
+
+
+def _unknown(model: type[pydantic.BaseModel], key: str, node: Any) -> str:
+    allowed = document.aliases(model)
+    if model in document.FIELD_MODELS.values() and key not in _INPUT_FIELD_KEYS:
+        allowed = _INPUT_FIELD_KEYS  # not a key of any field type
+    elif model in _DEFAULT_VALUE or model is document.SecretTextField:
+        kind = node["type"]
+        if key == "markdown":
+            return "markdown: only MARKDOWN fields have it"
+        if key in {"pattern", "min", "max"}:
+            return f"{kind} fields take no pattern, min or max"
+        if key == "format":
+            return "format: only SHORT_TEXT fields take a format"
+        if key == "options":
+            return "options: only STATIC_DROPDOWN fields have options"
+        if key == "defaultValue":
+            return "defaultValue: a secret field cannot have a default"
+    return f"{key}: unknown field; expected some of {', '.join(sorted(allowed))}"
+
+
+def _field_problem(model: type[pydantic.BaseModel], field: str, error: Mapping[str, Any],
+                   node: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "catalog_null":
+        return _SHAPE.get(field, "is required and must be a non-empty string")
+    if kind.startswith("catalog_"):  # raised by the document's own validators
+        return str(error["msg"])
+    if kind in _NOT_OBJECT and field in _SHAPE:
+        return _SHAPE[field]
+    if field == "defaultValue":
+        return _DEFAULT_VALUE[model]
+    value = error.get("input")
+    if field == "format" and kind == "literal_error" and isinstance(value, str) and value.strip():
+        known = ", ".join(item.value for item in FieldFormat)
+        return f"is {value.strip()!r}; expected one of {known}"
+    if kind == "string_pattern_mismatch" and field == "logo":
+        return f"must name a file shipped in static/, like logos/{node.get('name')}.svg"
+    if kind == "string_pattern_mismatch" and field in _PATTERN:
+        return _PATTERN[field]
+    return _SHAPE.get(field, "is required and must be a non-empty string")
+
+
+# -- step 2: the rules between values, and the types the portal uses -------------------
+def _integration(entry: document.Integration, where: str) -> Integration:
     options = tuple(
-        _auth_option(option, f"{where}: authOptions[{index}]")
-        for index, option in enumerate(options_raw)
+        _auth_option(option, f"{where}: authOptions[{index}] ({option.key!r})")
+        for index, option in enumerate(entry.auth_options)
     )
     keys = [option.key for option in options]
     if len(set(keys)) != len(keys):
         raise CatalogError(f"{where}: authOptions: two options have the same key")
-    logo = _optional_string(raw, "logo", where)
-    if logo is not None and not re.fullmatch(r"logos/[a-z0-9-]+\.svg", logo):
-        raise CatalogError(
-            f"{where}: logo: must name a file shipped in static/, like logos/{name}.svg"
-        )
     return Integration(
-        name=name,
-        display_name=_string(raw, "displayName", where),
-        category=_string(raw, "category", where),
-        description=_string(raw, "description", where),
-        website=_https_url(raw, "website", where),
+        name=entry.name,
+        display_name=entry.display_name,
+        category=entry.category,
+        description=entry.description,
+        website=entry.website,
         auth_options=options,
-        logo=logo,
+        logo=entry.logo,
     )
 
 
-def _auth_option(raw: Any, where: str) -> AuthOption:
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{where}: must be an object")
-    type_name = _string(raw, "type", where)
-    try:
-        auth_type = AuthType(type_name)
-    except ValueError:
-        known = ", ".join(item.value for item in AuthType)
-        raise CatalogError(f"{where}: type: is {type_name!r}; expected one of {known}") from None
-    where = f"{where} ({raw['key']!r})" if isinstance(raw.get("key"), str) else where
-    extra = {
-        AuthType.SECRET_TEXT: _SECRET_TEXT_KEYS,
-        AuthType.BASIC_AUTH: _BASIC_KEYS,
-        AuthType.CUSTOM_AUTH: _CUSTOM_KEYS,
-        AuthType.OAUTH2: _OAUTH_KEYS,
-        AuthType.PLATFORM_OAUTH2: _OAUTH_KEYS,
-    }[auth_type]
-    _object(raw, where, _OPTION_KEYS | extra)
-    key = _string(raw, "key", where)
-    if not _KEY.match(key):
-        raise CatalogError(f"{where}: key: must be letters, digits and '_'")
-    display_name = _string(raw, "displayName", where)
-    description = _optional_string(raw, "description", where) or ""
-
+def _auth_option(entry: document.SecretTextOption | document.BasicAuthOption
+                 | document.CustomAuthOption | document.OAuthOption, where: str) -> AuthOption:
+    auth_type = AuthType(entry.type)
     fields: tuple[Field, ...]
     oauth = None
-    if auth_type is AuthType.SECRET_TEXT:
-        pattern = _pattern(raw, where)
+    verification_spec = None
+    if isinstance(entry, document.SecretTextOption):
         fields = (Field(
-            key="secret_text", type=FieldType.SECRET_TEXT, display_name=display_name,
-            description=description, required=True, pattern=pattern,
-            placeholder=_optional_string(raw, "placeholder", where),
+            key="secret_text", type=FieldType.SECRET_TEXT, display_name=entry.display_name,
+            description=entry.description or "", required=True, pattern=entry.pattern,
+            placeholder=entry.placeholder,
         ),)
-    elif auth_type is AuthType.BASIC_AUTH:
+        verification_spec = entry.verification
+    elif isinstance(entry, document.BasicAuthOption):
         fields = (
-            _basic_field(raw, "username", "Username", FieldType.SHORT_TEXT, where),
-            _basic_field(raw, "password", "Password", FieldType.SECRET_TEXT, where),
+            _credential(entry.username, "username", "Username", FieldType.SHORT_TEXT),
+            _credential(entry.password, "password", "Password", FieldType.SECRET_TEXT),
         )
-    elif auth_type is AuthType.CUSTOM_AUTH:
-        fields = _props(raw, where, required=True)
+        verification_spec = entry.verification
+    elif isinstance(entry, document.CustomAuthOption):
+        fields = _props(entry.props, where)
+        verification_spec = entry.verification
     else:
-        fields = _props(raw, where, required=False)
-        oauth = _oauth(raw, where, fields, auth_type)
+        fields = _props(entry.props, where) if entry.props is not None else ()
+        oauth = _oauth(entry, where, fields)
 
     verification = None
-    if "verification" in raw:
-        verification = _verification(raw["verification"], f"{where}: verification", fields)
+    if verification_spec is not None:
+        verification = _verification(verification_spec, f"{where}: verification", fields)
     return AuthOption(
-        key=key,
+        key=entry.key,
         type=auth_type,
-        display_name=display_name,
-        description=description,
-        help_url=_https_url(raw, "helpUrl", where) if "helpUrl" in raw else None,
+        display_name=entry.display_name,
+        description=entry.description or "",
+        help_url=entry.help_url,
         fields=fields,
         verification=verification,
         oauth=oauth,
     )
 
 
-def _basic_field(
-    raw: dict[str, Any], key: str, label: str, field_type: FieldType, where: str
-) -> Field:
-    spec = raw.get(key, {})
-    where = f"{where}: {key}"
-    _object(spec, where, _BASIC_FIELD_KEYS)
+def _credential(spec: document.CredentialLabel, key: str, label: str, field_type: FieldType
+                ) -> Field:
     return Field(
         key=key, type=field_type, required=True,
-        display_name=_optional_string(spec, "displayName", where) or label,
-        description=_optional_string(spec, "description", where) or "",
-        placeholder=_optional_string(spec, "placeholder", where),
-        pattern=_pattern(spec, where),
+        display_name=spec.display_name or label,
+        description=spec.description or "",
+        placeholder=spec.placeholder,
+        pattern=spec.pattern,
     )
 
 
-def _props(raw: dict[str, Any], where: str, *, required: bool) -> tuple[Field, ...]:
-    props = raw.get("props")
-    if props is None and not required:
-        return ()
-    if not isinstance(props, dict) or not props:
-        raise CatalogError(f"{where}: props: must be an object of fields, by key")
+def _props(props: dict[str, Any], where: str) -> tuple[Field, ...]:
     fields = tuple(_field(key, spec, f"{where}: props.{key}") for key, spec in props.items())
     if not any(item.is_input for item in fields):
         raise CatalogError(f"{where}: props: needs at least one field that is not MARKDOWN")
     return fields
 
 
-def _field(key: str, raw: Any, where: str) -> Field:
+def _field(key: str, spec: Any, where: str) -> Field:
     if not _KEY.match(key):
         raise CatalogError(f"{where}: the key must be letters, digits and '_'")
     if key in _RESERVED_KEYS:
         raise CatalogError(f"{where}: the key {key!r} is reserved by the connect form")
-    _object(raw, where, _FIELD_KEYS)
-    type_name = _string(raw, "type", where)
-    try:
-        field_type = FieldType(type_name)
-    except ValueError:
-        known = ", ".join(item.value for item in FieldType)
-        raise CatalogError(f"{where}: type: is {type_name!r}; expected one of {known}") from None
-    if field_type is FieldType.MARKDOWN:
-        _object(raw, where, {"type", "markdown"})
-        return Field(key=key, type=field_type, markdown=_string(raw, "markdown", where))
-    if "markdown" in raw:
-        raise CatalogError(f"{where}: markdown: only MARKDOWN fields have it")
-
-    required = raw.get("required", False)
-    if not isinstance(required, bool):
-        raise CatalogError(f"{where}: required: must be true or false")
-    low, high = _number(raw, "min", where), _number(raw, "max", where)
+    field_type = FieldType(spec.type)
+    if isinstance(spec, document.MarkdownBlock):
+        return Field(key=key, type=field_type, markdown=spec.markdown)
+    low: float | None = getattr(spec, "min", None)
+    high: float | None = getattr(spec, "max", None)
     if low is not None and high is not None and low > high:
         raise CatalogError(f"{where}: min: is larger than max")
-    if field_type in {FieldType.CHECKBOX, FieldType.STATIC_DROPDOWN} and (
-        low is not None or high is not None or "pattern" in raw
-    ):
-        raise CatalogError(f"{where}: {type_name} fields take no pattern, min or max")
-    field_format = None
-    if "format" in raw:
-        name = _string(raw, "format", where)
-        try:
-            field_format = FieldFormat(name)
-        except ValueError:
-            known = ", ".join(item.value for item in FieldFormat)
-            raise CatalogError(f"{where}: format: is {name!r}; expected one of {known}") from None
-        if field_type is not FieldType.SHORT_TEXT:
-            raise CatalogError(f"{where}: format: only SHORT_TEXT fields take a format")
-
     options: tuple[Choice, ...] = ()
-    if field_type is FieldType.STATIC_DROPDOWN:
-        options = _choices(raw.get("options"), f"{where}: options")
-    elif "options" in raw:
-        raise CatalogError(f"{where}: options: only STATIC_DROPDOWN fields have options")
-
-    default = raw.get("defaultValue")
+    if isinstance(spec, document.DropdownField):
+        options = tuple(Choice(label=item.label, value=item.value) for item in spec.options)
+        if len({choice.value for choice in options}) != len(options):
+            raise CatalogError(f"{where}: options: two options have the same value")
+    default = getattr(spec, "default_value", None)
     if default is not None:
-        _check_default(default, field_type, options, low, high, where)
-    field = Field(
+        place = f"{where}: defaultValue"
+        if field_type is FieldType.NUMBER and (
+            (low is not None and default < low) or (high is not None and default > high)
+        ):
+            raise CatalogError(f"{place}: is outside min and max")
+        if field_type is FieldType.STATIC_DROPDOWN and default not in {o.value for o in options}:
+            raise CatalogError(f"{place}: must be the value of one of the options")
+    field_format = getattr(spec, "format", None)
+    return Field(
         key=key,
         type=field_type,
-        display_name=_string(raw, "displayName", where),
-        description=_optional_string(raw, "description", where) or "",
-        required=required,
+        display_name=spec.display_name,
+        description=spec.description or "",
+        required=spec.required,
         default_value=default,
-        placeholder=_optional_string(raw, "placeholder", where),
-        pattern=_pattern(raw, where),
+        placeholder=spec.placeholder,
+        pattern=getattr(spec, "pattern", None),
         min=low,
         max=high,
-        format=field_format,
+        format=FieldFormat(field_format) if field_format else None,
         options=options,
     )
-    return field
 
 
-def _check_default(
-    default: Any, field_type: FieldType, options: tuple[Choice, ...],
-    low: float | None, high: float | None, where: str,
-) -> None:
-    where = f"{where}: defaultValue"
-    if field_type is FieldType.SECRET_TEXT:
-        raise CatalogError(f"{where}: a secret field cannot have a default")
-    if field_type is FieldType.CHECKBOX and not isinstance(default, bool):
-        raise CatalogError(f"{where}: must be true or false")
-    if field_type is FieldType.NUMBER:
-        if isinstance(default, bool) or not isinstance(default, int | float):
-            raise CatalogError(f"{where}: must be a number")
-        if (low is not None and default < low) or (high is not None and default > high):
-            raise CatalogError(f"{where}: is outside min and max")
-    if field_type is FieldType.STATIC_DROPDOWN and default not in {o.value for o in options}:
-        raise CatalogError(f"{where}: must be the value of one of the options")
-    if field_type in {FieldType.SHORT_TEXT, FieldType.LONG_TEXT} and not isinstance(default, str):
-        raise CatalogError(f"{where}: must be a string")
-
-
-def _choices(raw: Any, where: str) -> tuple[Choice, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise CatalogError(f"{where}: must be a non-empty list of {{label, value}}")
-    choices = []
-    for index, item in enumerate(raw):
-        place = f"{where}[{index}]"
-        _object(item, place, {"label", "value"})
-        choices.append(Choice(label=_string(item, "label", place),
-                              value=_string(item, "value", place)))
-    values = [choice.value for choice in choices]
-    if len(set(values)) != len(values):
-        raise CatalogError(f"{where}: two options have the same value")
-    return tuple(choices)
-
-
-def _oauth(raw: dict[str, Any], where: str, props: tuple[Field, ...], auth_type: AuthType
-           ) -> OAuthSettings:
-    customer_app_only = raw.get("customerAppOnly", False)
-    if not isinstance(customer_app_only, bool):
-        raise CatalogError(f"{where}: customerAppOnly: must be true or false")
-    if customer_app_only and auth_type is not AuthType.OAUTH2:
+def _oauth(entry: document.OAuthOption, where: str, props: tuple[Field, ...]) -> OAuthSettings:
+    if entry.customer_app_only and entry.type != AuthType.OAUTH2:
         raise CatalogError(f"{where}: customerAppOnly: only OAUTH2 options can be limited to "
                            "the customer's own app; PLATFORM_OAUTH2 always uses the platform's")
-    urls = {}
-    for key in ("authUrl", "tokenUrl"):
-        urls[key] = _string(raw, key, where)
-        _url_template(urls[key], f"{where}: {key}", props)
-        if not customer_app_only:
-            _provider_host(urls[key], f"{where}: {key}", props)
-    method = raw.get("authorizationMethod", "BODY")
-    if method not in {"HEADER", "BODY"}:
-        raise CatalogError(f"{where}: authorizationMethod: must be HEADER or BODY")
-    pkce = raw.get("pkce", True)  # PKCE unless the entry says the provider refuses it
-    if not isinstance(pkce, bool):
-        raise CatalogError(f"{where}: pkce: must be true or false")
-    scope = raw.get("scope", "")
-    if not isinstance(scope, str):
-        raise CatalogError(f"{where}: scope: must be a string, as the provider expects it")
-    extra = raw.get("extraParams", {})
-    if not isinstance(extra, dict) or not all(
-        isinstance(key, str) and isinstance(value, str) for key, value in extra.items()
-    ):
-        raise CatalogError(f"{where}: extraParams: must be an object of strings")
-    reserved = {"client_id", "client_secret", "redirect_uri", "state", "code_challenge",
-                "code_challenge_method", "response_type"} & set(extra)
+    for key, url in (("authUrl", entry.auth_url), ("tokenUrl", entry.token_url)):
+        _oauth_url(url, f"{where}: {key}", props, entry.customer_app_only)
+    reserved = _PORTAL_PARAMS & set(entry.extra_params)
     if reserved:
         raise CatalogError(f"{where}: extraParams: {sorted(reserved)[0]} is set by the portal")
-    issuer = _optional_string(raw, "issuer", where)
-    if issuer is not None:
-        _url_template(issuer, f"{where}: issuer", props)
-        if not customer_app_only:
-            _provider_host(issuer, f"{where}: issuer", props)
-    iss_supported = raw.get("issParameterSupported", False)
-    if not isinstance(iss_supported, bool):
-        raise CatalogError(f"{where}: issParameterSupported: must be true or false")
-    token_format = raw.get("tokenRequestFormat", "FORM")
-    if token_format not in {"FORM", "JSON"}:
-        raise CatalogError(f"{where}: tokenRequestFormat: must be FORM or JSON")
+    if entry.issuer is not None:
+        _oauth_url(entry.issuer, f"{where}: issuer", props, entry.customer_app_only)
     return OAuthSettings(
-        auth_url=urls["authUrl"], token_url=urls["tokenUrl"], scope=scope.strip(), pkce=pkce,
-        authorization_method=method, extra_params=tuple(extra.items()),
-        issuer=issuer, iss_parameter_supported=iss_supported, token_request_format=token_format,
-        customer_app_only=customer_app_only,
+        auth_url=entry.auth_url, token_url=entry.token_url, scope=entry.scope.strip(),
+        pkce=entry.pkce, authorization_method=entry.authorization_method,
+        extra_params=tuple(entry.extra_params.items()), issuer=entry.issuer,
+        iss_parameter_supported=entry.iss_parameter_supported,
+        token_request_format=entry.token_request_format,
+        customer_app_only=entry.customer_app_only,
     )
 
 
-def _verification(raw: Any, where: str, fields: tuple[Field, ...]) -> Verification:
-    _object(raw, where, _VERIFICATION_KEYS)
-    method = raw.get("method", "GET")
-    if method not in _METHODS:
-        raise CatalogError(f"{where}: method: must be one of {', '.join(sorted(_METHODS))}")
-    url = _string(raw, "url", where)
-    _url_template(url, f"{where}: url", fields)
+def _oauth_url(template: str, where: str, props: tuple[Field, ...], customer_app_only: bool
+               ) -> None:
+    _url_template(template, where, props)
+    if not customer_app_only:
+        _provider_host(template, where, props)
+
+
+def _verification(spec: document.Verification, where: str, fields: tuple[Field, ...]
+                  ) -> Verification:
+    _url_template(spec.url, f"{where}: url", fields)
     inputs = {item.key for item in fields if item.is_input}
 
-    def template(value: Any, place: str) -> str:
-        if not isinstance(value, str):
-            raise CatalogError(f"{place}: must be a string")
+    def template(value: str, place: str) -> str:
         unknown = set(ssrf.PLACEHOLDER.findall(value)) - inputs
         if unknown:
             raise CatalogError(f"{place}: {{{sorted(unknown)[0]}}} is not a field of this option")
         return value
 
-    headers_raw = raw.get("headers", {})
-    if not isinstance(headers_raw, dict):
-        raise CatalogError(f"{where}: headers: must be an object of strings")
     headers = []
-    for name, value in headers_raw.items():
+    for name, value in spec.headers.items():
         if not _HEADER_NAME.match(name):
             raise CatalogError(f"{where}: headers: {name!r} is not a header name")
         headers.append((name, template(value, f"{where}: headers.{name}")))
-    body = template(raw["body"], f"{where}: body") if raw.get("body") is not None else None
+    body = template(spec.body, f"{where}: body") if spec.body is not None else None
     basic = None
-    if "basicAuth" in raw:
-        spec = raw["basicAuth"]
-        _object(spec, f"{where}: basicAuth", {"username", "password"})
-        basic = (template(spec.get("username"), f"{where}: basicAuth.username"),
-                 template(spec.get("password", ""), f"{where}: basicAuth.password"))
+    if spec.basic_auth is not None:
+        basic = (template(spec.basic_auth.username, f"{where}: basicAuth.username"),
+                 template(spec.basic_auth.password, f"{where}: basicAuth.password"))
     secrets = [item.key for item in fields if item.is_secret]
-    blame = raw.get("blameField", secrets[0] if secrets else None)
+    blame = spec.blame_field if spec.blame_field is not None else (
+        secrets[0] if secrets else None)
     if blame not in inputs:
         raise CatalogError(f"{where}: blameField: must name a field of this option")
     return Verification(
-        method=method, url=url, headers=tuple(headers), body=body, basic_auth=basic,
-        success_status=_statuses(raw, "successStatus", (200,), where),
-        invalid_status=_statuses(raw, "invalidStatus", (401, 403), where),
+        method=spec.method, url=spec.url, headers=tuple(headers), body=body, basic_auth=basic,
+        success_status=tuple(spec.success_status or (200,)),
+        invalid_status=tuple(spec.invalid_status or (401, 403)),
         blame_field=blame,
     )
 
@@ -518,64 +540,3 @@ def _provider_host(template: str, where: str, fields: tuple[Field, ...]) -> None
             "at least two fixed ones, like https://{shop}.myshopify.com), or mark the option "
             '"customerAppOnly": true to sign in with the customer\'s own app only'
         )
-
-
-def _statuses(raw: dict[str, Any], key: str, default: tuple[int, ...], where: str
-              ) -> tuple[int, ...]:
-    value = raw.get(key)
-    if value is None:
-        return default
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(item, int) and 100 <= item <= 599 for item in value)):
-        raise CatalogError(f"{where}: {key}: must be a non-empty list of HTTP status codes")
-    return tuple(value)
-
-
-def _object(raw: Any, where: str, allowed: set[str]) -> None:
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{where}: must be an object")
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise CatalogError(
-            f"{where}: {unknown[0]}: unknown field; expected some of {', '.join(sorted(allowed))}"
-        )
-
-
-def _pattern(raw: dict[str, Any], where: str) -> str | None:
-    pattern = _optional_string(raw, "pattern", where)
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise CatalogError(f"{where}: pattern: not a valid regular expression ({exc})"
-                               ) from None
-    return pattern
-
-
-def _number(raw: dict[str, Any], key: str, where: str) -> float | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CatalogError(f"{where}: {key}: must be a number")
-    return value
-
-
-def _string(raw: dict[str, Any], key: str, where: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise CatalogError(f"{where}: {key}: is required and must be a non-empty string")
-    return value.strip()
-
-
-def _optional_string(raw: dict[str, Any], key: str, where: str) -> str | None:
-    if raw.get(key) is None:
-        return None
-    return _string(raw, key, where)
-
-
-def _https_url(raw: dict[str, Any], key: str, where: str) -> str:
-    value = _string(raw, key, where)
-    if not value.startswith("https://"):
-        raise CatalogError(f"{where}: {key}: must be an https:// URL")
-    return value

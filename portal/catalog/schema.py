@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated
+
+import pydantic
+from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
+
+from portal.jsonschema import enum_of
 
 
 class AuthType(StrEnum):
@@ -32,10 +37,6 @@ class FieldType(StrEnum):
     CHECKBOX = "CHECKBOX"
     STATIC_DROPDOWN = "STATIC_DROPDOWN"
     MARKDOWN = "MARKDOWN"
-
-    @property
-    def is_text(self) -> bool:
-        return self in {FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.SECRET_TEXT}
 
 
 class FieldFormat(StrEnum):
@@ -78,25 +79,27 @@ class Field:
     def is_input(self) -> bool:
         return self.type is not FieldType.MARKDOWN
 
-    def public(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": self.type.value}
+    def public(self) -> PublicField:
         if self.type is FieldType.MARKDOWN:
-            data["markdown"] = self.markdown
-            return data
-        data.update({
+            return {"type": self.type.value, "markdown": self.markdown}
+        data: PublicField = {
+            "type": self.type.value,
             "displayName": self.display_name,
             "description": self.description,
             "required": self.required,
-        })
-        optional: dict[str, Any] = {
-            "defaultValue": self.default_value,
-            "placeholder": self.placeholder,
-            "pattern": self.pattern,
-            "min": self.min,
-            "max": self.max,
-            "format": self.format.value if self.format else None,
         }
-        data.update({key: value for key, value in optional.items() if value is not None})
+        if self.default_value is not None:
+            data["defaultValue"] = self.default_value
+        if self.placeholder is not None:
+            data["placeholder"] = self.placeholder
+        if self.pattern is not None:
+            data["pattern"] = self.pattern
+        if self.min is not None:
+            data["min"] = self.min
+        if self.max is not None:
+            data["max"] = self.max
+        if self.format:
+            data["format"] = self.format.value
         if self.options:
             data["options"] = [{"label": item.label, "value": item.value}
                                for item in self.options]
@@ -140,7 +143,7 @@ class OAuthSettings:
     # platform's: set when the end user chooses the provider's host (a self-hosted server).
     customer_app_only: bool = False
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> PublicOAuth:
         return {
             "authUrl": self.auth_url,
             "tokenUrl": self.token_url,
@@ -169,11 +172,8 @@ class AuthOption:
     def inputs(self) -> tuple[Field, ...]:
         return tuple(item for item in self.fields if item.is_input)
 
-    def field(self, key: str) -> Field | None:
-        return next((item for item in self.fields if item.key == key), None)
-
-    def public(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def public(self) -> PublicAuthOption:
+        data: PublicAuthOption = {
             "key": self.key,
             "type": self.type.value,
             "displayName": self.display_name,
@@ -219,7 +219,7 @@ class Integration:
             return self.auth_options[0] if len(self.auth_options) == 1 else None
         return next((option for option in self.auth_options if option.key == key), None)
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> PublicIntegration:
         return {
             "name": self.name,
             "displayName": self.display_name,
@@ -229,3 +229,68 @@ class Integration:
             "logo": self.logo,
             "authOptions": [option.public() for option in self.auth_options],
         }
+
+
+# -- what `GET /api/v1/integrations` lists (openapi.json's `Integration` and `Field`) ------
+# Every key is optional in the document, as the API has always described it.
+class PublicChoice(TypedDict, total=False):
+    label: str
+    value: str
+
+
+class PublicField(TypedDict, total=False):
+    """A credential form field, or a MARKDOWN help block (which has only markdown)."""
+
+    type: Annotated[str, enum_of(FieldType)]
+    displayName: str
+    description: str
+    required: bool
+    defaultValue: str | float | bool
+    placeholder: str
+    pattern: str
+    min: float
+    max: float
+    format: Annotated[str, enum_of(FieldFormat)]
+    options: list[PublicChoice]
+    markdown: str
+
+
+class PublicOAuth(TypedDict, total=False):
+    authUrl: str
+    tokenUrl: str
+    scope: str
+    pkce: bool
+    authorizationMethod: Annotated[str, enum_of(("HEADER", "BODY"))]
+    extraParams: dict[str, str]
+    customerAppOnly: Annotated[bool, pydantic.Field(description=(
+        "Signs in only with the customer's own OAuth app (oauthAppMode custom): the "
+        "provider's host is the end user's choice."))]
+
+
+class PublicAuthOption(TypedDict, total=False):
+    key: str
+    type: Annotated[str, enum_of(AuthType)]
+    displayName: str
+    description: str
+    helpUrl: str
+    fields: Annotated[dict[str, PublicField], pydantic.Field(
+        description="SECRET_TEXT: secret_text; BASIC_AUTH: username and password.")]
+    props: Annotated[dict[str, PublicField], pydantic.Field(
+        description="CUSTOM_AUTH fields, and the props an OAuth option's URLs need.")]
+    oauth: PublicOAuth
+    verifiesCredentials: Annotated[bool, pydantic.Field(
+        description="The portal checks the credential with the provider before saving it.")]
+
+
+class PublicIntegration(TypedDict, total=False):
+    name: str
+    displayName: str
+    category: str
+    description: str
+    website: str
+    logo: str | None
+    authOptions: list[PublicAuthOption]
+
+
+class IntegrationListing(TypedDict, total=False):
+    integrations: list[PublicIntegration]

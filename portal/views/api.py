@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portal.connect_request import parse_connect_request
+from portal.catalog import IntegrationListing
+from portal.connect_request import TokenAnswer, parse_connect_request
 from portal.errors import IntegrationNotFound, PortalError, ValidationFailed
 from portal.resources import openapi_document
-from portal.sessions import iso8601
+from portal.sessions import SessionLookup, iso8601
 from portal.views.common import (
     error_response,
     flow_of,
@@ -24,18 +25,20 @@ async def create_token(request: Request) -> Response:
     body = await read_json(request)
     connect_request = parse_connect_request(body, settings=flow.settings, catalog=flow.catalog)
     issued = await flow.create_session(connect_request)
-    return json_response({
+    answer: TokenAnswer = {
         "token": issued.token,
         "connectUrl": issued.connect_url,
         "expiresAt": iso8601(issued.expires_at),
         "sessionId": issued.session_id,
-    })
+    }
+    return json_response(answer)
 
 
 async def get_session(request: Request) -> Response:
     require_api_key(request)
     session = await flow_of(request).session_by_id(request.path_params["session_id"])
-    return json_response({"session": session.public()})
+    answer: SessionLookup = {"session": session.public()}
+    return json_response(answer)
 
 
 async def poll_session(request: Request) -> Response:
@@ -81,8 +84,10 @@ async def list_integrations(request: Request) -> Response:
                 f"No integration named {name[:100]!r} is in the catalog.",
                 details={"integrationName": name[:100]},
             )
-        return json_response({"integrations": [integration.public()]})
-    return json_response({"integrations": [item.public() for item in catalog]})
+        listing: IntegrationListing = {"integrations": [integration.public()]}
+    else:
+        listing = {"integrations": [item.public() for item in catalog]}
+    return json_response(listing)
 
 
 async def openapi(request: Request) -> Response:
