@@ -459,13 +459,7 @@ class ConnectFlow:
 
     @staticmethod
     async def _store(awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except StoreUnavailable as exc:
-            logger.error("session store unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "The portal cannot reach its session store. Try again in a moment."
-            ) from None
+        return await answered_by_store(awaitable, "session store")
 
 
 def _looks_like_session_id(value: str) -> bool:
@@ -480,3 +474,14 @@ def _with_query(uri: str, params: dict[str, str]) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query += list(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def answered_by_store(awaitable: Awaitable[T], what: str) -> T:
+    """Await a store call; an unreachable store is a 503 the user can retry, logged once."""
+    try:
+        return await awaitable
+    except StoreUnavailable as exc:
+        logger.error("%s unavailable: %s", what, exc)
+        raise ServiceUnavailable(
+            "The portal cannot reach its session store. Try again in a moment."
+        ) from None

@@ -47,7 +47,7 @@ from portal.errors import (
     SessionNotBound,
     ValidationFailed,
 )
-from portal.flow import ConnectFlow, ConnectResult, FormRejected
+from portal.flow import ConnectFlow, ConnectResult, FormRejected, answered_by_store
 from portal.oauth import (
     ClientApp,
     Endpoints,
@@ -61,7 +61,6 @@ from portal.oauth import (
 )
 from portal.oauth_apps import AppChoice, OAuthApps
 from portal.sessions import ConnectSession, SessionStatus
-from portal.store import StoreUnavailable
 from portal.store.oauth_state import OAuthStateStore
 
 logger = logging.getLogger("portal.oauth_flow")
@@ -453,12 +452,7 @@ class OAuthFlow:
 
     @staticmethod
     async def _state_store(awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except StoreUnavailable as exc:
-            logger.error("OAuth state store unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "The portal cannot reach its session store. Try again in a moment.") from None
+        return await answered_by_store(awaitable, "OAuth state store")
 
     @staticmethod
     def _connection_body(

@@ -205,12 +205,16 @@ class Demo:
     process: ServerProcess
 
     def connections(self) -> list[dict[str, Any]]:
-        """What the demo core API received, from its JSON listing."""
-        listed = httpx.get(f"{self.core_url}/api/v1/connections",
-                           headers={"Authorization": f"Bearer {CORE_API_KEY}"})
-        assert listed.status_code == 200, listed.text
-        connections: list[dict[str, Any]] = listed.json()["connections"]
-        return connections
+        return core_connections(self.core_url, CORE_API_KEY)
+
+
+def core_connections(core_url: str, core_key: str) -> list[dict[str, Any]]:
+    """What a demo or stand-in core API received, from its own JSON listing."""
+    listed = httpx.get(f"{core_url}/api/v1/connections",
+                       headers={"Authorization": f"Bearer {core_key}"})
+    assert listed.status_code == 200, listed.text
+    connections: list[dict[str, Any]] = listed.json()["connections"]
+    return connections
 
 
 @pytest.fixture

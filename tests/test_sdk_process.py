@@ -17,7 +17,7 @@ import redis
 from weavz_sdk import WeavzClient
 from weavz_sdk.errors import WeavzError
 
-from tests.conftest import csrf_of
+from tests.conftest import core_connections, csrf_of
 from tests.live_servers import ServerProcess, bound_socket, delete_keys, url_of, uvicorn_process
 
 API_KEY = "sdk-process-api-key-0123456789abcdef"
@@ -34,12 +34,7 @@ class Deployment:
     portal: ServerProcess
 
     def received(self) -> list[dict[str, Any]]:
-        """What the demo core API received, from its own JSON listing."""
-        answer = httpx.get(f"{self.core_url}/api/v1/connections",
-                           headers={"Authorization": f"Bearer {CORE_API_KEY}"})
-        assert answer.status_code == 200, answer.text
-        connections: list[dict[str, Any]] = answer.json()["connections"]
-        return connections
+        return core_connections(self.core_url, CORE_API_KEY)
 
 
 @pytest.fixture(scope="module")
