@@ -18,8 +18,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from portal import errors, ssrf
+from portal.auth.credentials.checker import CredentialChecker
+from portal.auth.oauth.apps import OAuthApps, load_platform_apps
+from portal.auth.oauth.flow import OAuthFlow
+from portal.auth.oauth.provider import ClientApp, ProviderClient
 from portal.catalog import Catalog, load_catalog
-from portal.delivery import CoreApiClient
+from portal.core_api import CoreApiClient
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import (
@@ -28,16 +32,12 @@ from portal.middleware import (
     csp_nonce,
     security_headers,
 )
-from portal.oauth import ClientApp, ProviderClient
-from portal.oauth_apps import OAuthApps, load_platform_apps
-from portal.oauth_flow import OAuthFlow
 from portal.outbound import HostCheck, OutboundPolicy
 from portal.resources import static_dir, templates_dir
 from portal.settings import Settings, SettingsError
 from portal.store import SessionStore, open_store
 from portal.store.oauth_state import open_state_store
 from portal.tokens import Signer
-from portal.verification import CredentialChecker
 from portal.views import api, health, oauth, pages
 from portal.views.common import error_response
 from portal.webhooks import WebhookSender

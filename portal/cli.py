@@ -150,8 +150,8 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int,
 async def run_demo(settings: Settings, *, host: str, port: int,
                    fds: list[int] | None = None) -> int:
     from portal.app import create_app
+    from portal.auth.credentials.form import CREDENTIAL_TYPES
     from portal.catalog import Catalog
-    from portal.credentials import CREDENTIAL_TYPES
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
     from portal.demo.provider import SANDBOX_INTEGRATION, sandbox_for_demo

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from portal.auth.credentials.checker import CredentialChecker, Outcome
+from portal.auth.credentials.form import CREDENTIAL_TYPES, FormResult, connection_body, read_form
 from portal.catalog import AuthOption, Catalog, FieldFormat, Integration
 from portal.connect_request import ConnectRequest
-from portal.credentials import CREDENTIAL_TYPES, FormResult, connection_body, read_form
-from portal.delivery import CoreApiClient, DeliveryFailed
+from portal.core_api import CoreApiClient, DeliveryFailed
 from portal.errors import (
     CsrfFailed,
     IntegrationNotFound,
@@ -43,7 +44,6 @@ from portal.tokens import (
     new_browser_id,
     read_browser_id,
 )
-from portal.verification import CredentialChecker, Outcome
 from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal.flow")

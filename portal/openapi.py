@@ -16,10 +16,10 @@ from typing import Annotated, Any, Final, Literal, NotRequired
 import pydantic
 from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
 
+from portal.auth.oauth.flow import MAX_REFRESH_TOKEN_LENGTH
 from portal.catalog import IntegrationListing, PublicField, PublicIntegration
 from portal.connect_request import ConnectRequest, OAuthAppId, TokenAnswer
 from portal.jsonschema import ContractSchema, drop_titles, enum_of, readable
-from portal.oauth_flow import MAX_REFRESH_TOKEN_LENGTH
 from portal.sessions import SessionAnswer, SessionLookup
 
 TITLE = "Connect portal backend API"

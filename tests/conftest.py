@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.delivery import CoreApiClient
+from portal.core_api import CoreApiClient
 from portal.demo.core import create_core_app
 from portal.settings import Settings
 from tests.live_servers import RedisServer, ServerProcess, demo_process

@@ -229,7 +229,7 @@ def test_a_plain_oauth_app_id_is_fetched_at_exactly_its_path(
 
 @pytest.mark.parametrize("app_id", ["..", ".", "", "a/b"])
 async def test_the_core_api_client_keeps_an_oauth_app_id_inside_its_path(app_id: str) -> None:
-    from portal.delivery import CoreApiClient
+    from portal.core_api import CoreApiClient
 
     paths: list[str] = []
 

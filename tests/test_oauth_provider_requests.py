@@ -1,4 +1,4 @@
-"""Token and refresh requests (portal/oauth.py), sent with httpx through the guarded
+"""Token and refresh requests (portal/auth/oauth/provider.py), sent with httpx through
 outbound path: both client authentication methods, form and JSON requests, JSON and
 form-encoded answers, OAuth error bodies, size caps, and (issue 8, finding 1) no
 connection at all to a token host that resolves to a refused address, so the client
@@ -23,8 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from portal.catalog import OAuthSettings
-from portal.oauth import (
+from portal.auth.oauth.provider import (
     MAX_TOKEN_RESPONSE_BYTES,
     ClientApp,
     Endpoints,
@@ -33,6 +32,7 @@ from portal.oauth import (
     TokenSet,
     clean_text,
 )
+from portal.catalog import OAuthSettings
 from portal.outbound import OutboundPolicy
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page
 from tests.live_servers import server_thread

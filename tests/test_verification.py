@@ -17,8 +17,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from portal.auth.credentials.checker import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
 from portal.catalog import Verification
-from portal.verification import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
 from tests.catalog_server import provider_app
 from tests.conftest import mint, open_page, received, session_of, submit
 from tests.live_servers import bound_socket, server_thread

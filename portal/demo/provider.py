@@ -26,8 +26,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from portal.auth.oauth.provider import ClientApp
 from portal.catalog import Integration, parse_catalog
-from portal.oauth import ClientApp
 from portal.resources import static_dir, templates_dir
 
 SANDBOX_INTEGRATION = "sandbox-oauth"

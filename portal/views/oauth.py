@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from portal.auth.oauth.flow import STATE_TTL, OAuthFlow
 from portal.catalog import AuthOption, Integration
 from portal.flow import ConnectFlow, ConnectResult, FormRejected
 from portal.middleware import allow_form_action
-from portal.oauth_flow import STATE_TTL, OAuthFlow
 from portal.sessions import ConnectSession
 from portal.views.common import flow_of, json_response, read_json, require_api_key
 from portal.views.pages import read_bound_form, render, render_result

@@ -34,21 +34,9 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from portal import ssrf
-from portal.catalog import AuthOption, AuthType, Integration, OAuthSettings
-from portal.connect_request import OAUTH_APP_ID_RULE, is_oauth_app_id
-from portal.credentials import connection_body, read_form
-from portal.delivery import DeliveryFailed
-from portal.errors import (
-    IntegrationNotFound,
-    InvalidTokenError,
-    PortalError,
-    ServiceUnavailable,
-    SessionClosed,
-    SessionNotBound,
-    ValidationFailed,
-)
-from portal.flow import ConnectFlow, ConnectResult, FormRejected, answered_by_store
-from portal.oauth import (
+from portal.auth.credentials.form import connection_body, read_form
+from portal.auth.oauth.apps import AppChoice, OAuthApps
+from portal.auth.oauth.provider import (
     ClientApp,
     Endpoints,
     ProviderClient,
@@ -59,11 +47,23 @@ from portal.oauth import (
     new_state,
     new_verifier,
 )
-from portal.oauth_apps import AppChoice, OAuthApps
+from portal.catalog import AuthOption, AuthType, Integration, OAuthSettings
+from portal.connect_request import OAUTH_APP_ID_RULE, is_oauth_app_id
+from portal.core_api import DeliveryFailed
+from portal.errors import (
+    IntegrationNotFound,
+    InvalidTokenError,
+    PortalError,
+    ServiceUnavailable,
+    SessionClosed,
+    SessionNotBound,
+    ValidationFailed,
+)
+from portal.flow import ConnectFlow, ConnectResult, FormRejected, answered_by_store
 from portal.sessions import ConnectSession, SessionStatus
 from portal.store.oauth_state import OAuthStateStore
 
-logger = logging.getLogger("portal.oauth_flow")
+logger = logging.getLogger("portal.auth.oauth.flow")
 
 STATE_TTL = 10 * 60
 CALLBACK_PATH = "/oauth/callback"

@@ -36,7 +36,7 @@ from portal.catalog import OAuthSettings
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.settings import origin_of
 
-logger = logging.getLogger("portal.oauth")
+logger = logging.getLogger("portal.auth.oauth.provider")
 
 MAX_MESSAGE_LENGTH = 200
 # A token answer is a few kilobytes even with an id_token; anything bigger is refused.

@@ -24,7 +24,7 @@ from portal import ssrf
 from portal.catalog import Verification
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
-logger = logging.getLogger("portal.verification")
+logger = logging.getLogger("portal.auth.credentials.checker")
 
 MAX_RESPONSE_BYTES = 64 * 1024
 # What an HTTP header value can carry: printable ASCII and tab. httpx refuses anything

@@ -18,7 +18,7 @@ import httpx
 from portal import ssrf
 from portal.outbound import OutboundPolicy, guarded_client
 
-logger = logging.getLogger("portal.delivery")
+logger = logging.getLogger("portal.core_api")
 
 RETRY_DELAYS = (0.25, 1.0)
 

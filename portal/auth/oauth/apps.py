@@ -18,12 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from portal.auth.oauth.provider import ClientApp
 from portal.catalog import AuthOption, AuthType
-from portal.delivery import CoreApiClient
-from portal.oauth import ClientApp
+from portal.core_api import CoreApiClient
 from portal.settings import SettingsError
 
-logger = logging.getLogger("portal.oauth_apps")
+logger = logging.getLogger("portal.auth.oauth.apps")
 
 CUSTOM_APP_CACHE_SECONDS = 60.0
 MAX_CACHED_APPS = 1000
