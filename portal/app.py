@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,11 +19,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from portal import errors, ssrf
+from portal.auth.credentials import CredentialFamily
 from portal.auth.credentials.checker import CredentialChecker
 from portal.auth.oauth.apps import OAuthApps, load_platform_apps
-from portal.auth.oauth.flow import OAuthFlow
+from portal.auth.oauth.callback import OAuthCallback
+from portal.auth.oauth.family import OAuthFamily
 from portal.auth.oauth.provider import ClientApp, ProviderClient
+from portal.auth.oauth.refresh import TokenRefresh
+from portal.auth.oauth.state import OAuthStates
+from portal.auth.registry import AuthRegistry
 from portal.catalog import Catalog, load_catalog
+from portal.core_api import RETRY_DELAYS as CORE_RETRY_DELAYS
 from portal.core_api import CoreApiClient
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
@@ -32,14 +39,17 @@ from portal.middleware import (
     csp_nonce,
     security_headers,
 )
-from portal.outbound import HostCheck, OutboundPolicy
+from portal.outbound import HostCheck
 from portal.resources import static_dir, templates_dir
-from portal.settings import Settings, SettingsError
-from portal.store import SessionStore, open_store
-from portal.store.oauth_state import open_state_store
+from portal.settings import Settings
+from portal.store import SessionStore
+from portal.store.oauth_state import OAuthStateStore
+from portal.store.stores import open_stores
 from portal.tokens import Signer
 from portal.views import api, health, oauth, pages
 from portal.views.common import error_response
+from portal.views.render import render_error
+from portal.webhooks import RETRY_DELAYS as WEBHOOK_RETRY_DELAYS
 from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal")
@@ -49,33 +59,48 @@ def create_app(
     settings: Settings,
     *,
     store: SessionStore | None = None,
+    oauth_states: OAuthStateStore | None = None,
     catalog: Catalog | None = None,
     core_transport: httpx.AsyncBaseTransport | None = None,
     oauth_transport: httpx.AsyncBaseTransport | None = None,
     oauth_apps: Mapping[str, ClientApp] | None = None,
     outbound_lookup: ssrf.Lookup | None = None,
+    clock: Callable[[], float] = time.time,
+    core_retry_delays: tuple[float, ...] = CORE_RETRY_DELAYS,
+    webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS,
 ) -> Starlette:
-    """Build the portal. `store`, `catalog`, the transports and `oauth_apps` (platform apps
-    besides PORTAL_OAUTH_APPS) are for tests and the demo; `outbound_lookup` replaces the
-    name service of every outbound request (tests map made-up names to addresses)."""
+    """Build the portal from `settings` (validated where they are made, portal/settings.py).
+
+    Everything else the portal depends on is made here from the settings, and each can
+    be passed in instead, by tests and the demo:
+
+    - `store`, `oauth_states`: the session store and the OAuth state store (by default
+      both on one Redis client, or in this process without REDIS_URL). The portal closes
+      the stores it opens; one passed in is the caller's to close.
+    - `catalog`: instead of the built-in catalog and PORTAL_CATALOG.
+    - `core_transport`, `oauth_transport`: the network under the core API client and the
+      OAuth provider client (an `httpx.ASGITransport` to an app in the test).
+    - `oauth_apps`: platform OAuth apps besides PORTAL_OAUTH_APPS.
+    - `outbound_lookup`: the name service of every outbound request (tests map made-up
+      names to addresses).
+    - `clock`: the wall clock (seconds since the epoch) that session and token expiry and
+      webhook timestamps are read from.
+    - `core_retry_delays`, `webhook_retry_delays`: the pauses, in seconds, between
+      attempts of a core API create and of a webhook (one attempt more than pauses).
+    """
     # A bad catalog stops start-up here, naming the file, the entry and the field.
     catalog = catalog or load_catalog(settings.catalog_paths)
-    if not settings.secret_keys:
-        raise SettingsError("PORTAL_SECRET_KEYS is required")
-    if not settings.core_api_url or not settings.core_api_key:
-        raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
+    settings.require_runnable()
     platform_apps = {**load_platform_apps(settings.oauth_apps_file), **(oauth_apps or {})}
     # The one outbound policy: every request that leaves the portal is checked against it.
-    try:
-        outbound = OutboundPolicy.from_setting(settings.outbound_allow,
-                                               allow_http_loopback=settings.allow_http_loopback)
-    except ValueError as exc:
-        raise SettingsError(f"PORTAL_OUTBOUND_ALLOW: {exc}") from None
+    outbound = settings.outbound_policy
     lookup = outbound_lookup or ssrf.system_lookup
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        session_store = store or open_store(settings.redis_url, prefix=settings.redis_prefix)
+        stores = open_stores(settings.redis_url, prefix=settings.redis_prefix)
+        session_store = store or stores.sessions
+        state_store = oauth_states or stores.oauth_states
         if settings.redis_url is None and store is None:
             logger.warning(
                 "REDIS_URL is not set: sessions are kept in this process only. "
@@ -86,6 +111,7 @@ def create_app(
             api_key=settings.core_api_key or "",
             timeout=settings.core_api_timeout,
             transport=core_transport,
+            retry_delays=core_retry_delays,
             policy=outbound,
             lookup=lookup,
         )
@@ -102,41 +128,49 @@ def create_app(
             webhooks = WebhookSender(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,
-                retry_delays=settings.webhook_retry_delays,
+                retry_delays=webhook_retry_delays,
+                clock=clock,
                 policy=outbound,
                 lookup=lookup,
             )
+        provider = ProviderClient(timeout=settings.oauth_timeout, transport=oauth_transport,
+                                  policy=outbound, lookup=lookup)
+        oauth_family = OAuthFamily(
+            public_url=settings.public_url,
+            provider=provider,
+            apps=OAuthApps(platform=platform_apps, core=core),
+            states=OAuthStates(state_store, secret_keys=settings.secret_keys,
+                               secure_cookies=settings.secure_cookies),
+            allow_http_loopback=settings.allow_http_loopback,
+        )
+        credential_family = CredentialFamily(
+            allow_http_loopback=settings.allow_http_loopback,
+            checker=checker if settings.verify_credentials else None,
+            hosts=HostCheck(outbound, lookup=lookup),
+        )
         app.state.flow = ConnectFlow(
             settings=settings,
             catalog=catalog,
             store=session_store,
             signer=Signer(settings.secret_keys),
             core=core,
-            checker=checker if settings.verify_credentials else None,
+            families=AuthRegistry.of(credentials=credential_family, oauth=oauth_family),
             webhooks=webhooks,
-            hosts=HostCheck(outbound, lookup=lookup),
+            clock=clock,
         )
-        oauth_states = open_state_store(settings.redis_url, prefix=settings.redis_prefix)
-        provider = ProviderClient(timeout=settings.oauth_timeout, transport=oauth_transport,
-                                  policy=outbound, lookup=lookup)
-        app.state.oauth = OAuthFlow(
-            flow=app.state.flow,
-            provider=provider,
-            apps=OAuthApps(platform=platform_apps, core=core),
-            states=oauth_states,
-        )
+        app.state.oauth_callback = OAuthCallback(flow=app.state.flow, family=oauth_family)
+        app.state.oauth_refresh = TokenRefresh(catalog=catalog, family=oauth_family)
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         try:
             yield
         finally:
-            await oauth_states.close()
             await checker.aclose()
             await provider.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
             await core.aclose()
-            await session_store.close()
+            await stores.close()
 
     json_body = body_limit(settings.max_json_body)
     form_body = body_limit(settings.max_form_body)
@@ -195,24 +229,20 @@ async def handle_portal_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.PortalError)
     if _wants_json(request):
         return error_response(exc)
-    return pages.render_error(request, exc)
+    return render_error(request, exc)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    error = errors.PortalError(exc.detail if isinstance(exc.detail, str) else "Request failed.")
-    error.status = exc.status_code
-    error.code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
-    return await handle_portal_error(request, error)
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    return await handle_portal_error(request, errors.for_http_status(exc.status_code, message))
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the operator's log; the user gets a plain page or envelope.
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    error = errors.PortalError("Something went wrong on our side.")
-    error.status = 500
-    error.code = "INTERNAL_ERROR"
-    response = await handle_portal_error(request, error)
+    response = await handle_portal_error(
+        request, errors.InternalError("Something went wrong on our side."))
     # This answer is sent from outside the middleware stack: add its headers here.
     settings: Settings = request.app.state.settings
     response.headers.update(security_headers(request.scope.setdefault("state", {}),

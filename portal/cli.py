@@ -17,8 +17,12 @@ from portal.logs import configure_logging
 from portal.server import uvicorn_options
 from portal.settings import Settings, SettingsError
 
-# `serve` flags for the server limits, each the same as its variable (README, "Limits").
-LIMIT_FLAGS = {
+# `serve` flags, each the same as its variable: where it listens, and the server limits
+# (README, "Limits"). They reach the settings through the environment (see `main`).
+SERVE_FLAGS = {
+    "--host": "PORTAL_HOST",
+    "--port": "PORTAL_PORT",
+    "--workers": "PORTAL_WORKERS",
     "--max-header-bytes": "PORTAL_MAX_HEADER_BYTES",
     "--max-headers": "PORTAL_MAX_HEADERS",
     "--max-url-bytes": "PORTAL_MAX_URL_BYTES",
@@ -36,16 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the portal for production (Redis required)")
-    serve.add_argument("--host", default=os.environ.get("PORTAL_HOST", "0.0.0.0"))  # noqa: S104
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORTAL_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("PORTAL_WORKERS", "2")))
+    for flag, variable in SERVE_FLAGS.items():
+        serve.add_argument(flag, metavar="HOST" if flag == "--host" else "N",
+                           help=f"overrides {variable}")
     serve.add_argument("--fd", type=int, metavar="FD",
                        help="serve on this inherited, already bound socket instead of "
                             "--host/--port (a supervisor or a test binds it)")
-    for flag, variable in LIMIT_FLAGS.items():
-        serve.add_argument(flag, metavar="N", help=f"overrides {variable}")
 
-    demo = commands.add_parser("demo", help="run the portal, a partner page and a core API")
+    demo = commands.add_parser("demo", help="run the portal, a partner page, a core API and "
+                                            "a sandbox OAuth provider")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8400,
                       help="portal port; the partner page, the core API and the sandbox "
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         # Through the environment, so that every worker process reads the same values
         # (and validates them in one place, Settings.from_env).
-        for flag, variable in LIMIT_FLAGS.items():
+        for flag, variable in SERVE_FLAGS.items():
             value = getattr(args, flag.removeprefix("--").replace("-", "_"))
             if value is not None:
                 os.environ[variable] = value
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             settings.require_production_secrets()
             # Fail here, once and readably, rather than in every worker.
             load_catalog(settings.catalog_paths)
-            return serve_portal(settings, host=args.host, port=args.port, workers=args.workers,
-                                fd=args.fd)
+            if args.fd is None:
+                require_resolvable_host(settings.host)
+            return serve_portal(settings, fd=args.fd)
         return asyncio.run(run_demo(settings, host=args.host, port=args.port, fds=args.fds))
     except SettingsError as exc:
         print(f"connect-portal: configuration error: {exc}", file=sys.stderr)
@@ -129,15 +133,22 @@ def _four_fds(value: str) -> list[int]:
     return fds
 
 
-def serve_portal(settings: Settings, *, host: str, port: int, workers: int,
-                 fd: int | None = None) -> int:
+def require_resolvable_host(host: str) -> None:
+    """A PORTAL_HOST that names no address is a configuration error, not a server crash."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise SettingsError(f"PORTAL_HOST: {host!r} does not resolve to an address") from None
+
+
+def serve_portal(settings: Settings, *, fd: int | None = None) -> int:
     uvicorn.run(
         "portal.asgi:app_from_env",
         factory=True,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         fd=fd,
-        workers=max(1, workers),
+        workers=settings.workers,
         access_log=False,  # portal.middleware.PortalMiddleware logs without query strings
         proxy_headers=True,
         log_config=None,
@@ -150,7 +161,7 @@ def serve_portal(settings: Settings, *, host: str, port: int, workers: int,
 async def run_demo(settings: Settings, *, host: str, port: int,
                    fds: list[int] | None = None) -> int:
     from portal.app import create_app
-    from portal.auth.credentials.form import CREDENTIAL_TYPES
+    from portal.auth.credentials import SHAPES as CREDENTIAL_SHAPES
     from portal.catalog import Catalog
     from portal.demo.core import create_core_app
     from portal.demo.partner import create_partner_app
@@ -163,7 +174,8 @@ async def run_demo(settings: Settings, *, host: str, port: int,
     portal_url = f"http://{host}:{ports[0]}"
     partner_url = f"http://{host}:{ports[1]}"
     core_url = f"http://{host}:{ports[2]}"
-    api_key = settings.api_keys[0] if settings.api_keys else "demo_" + secrets.token_urlsafe(24)
+    generated_key = not settings.api_keys
+    api_key = "demo_" + secrets.token_urlsafe(24) if generated_key else settings.api_keys[0]
     core_key = settings.core_api_key or "core_" + secrets.token_urlsafe(24)
     settings = replace(
         settings,
@@ -189,7 +201,7 @@ async def run_demo(settings: Settings, *, host: str, port: int,
         create_app(settings, catalog=catalog, oauth_apps=oauth_apps),
         create_partner_app(portal_url=portal_url, portal_api_key=api_key,
                            integrations=[item.name for item in catalog
-                                         if any(option.type in CREDENTIAL_TYPES
+                                         if any(option.type in CREDENTIAL_SHAPES
                                                 for option in item.auth_options)
                                          or item.name == SANDBOX_INTEGRATION],
                            partner_url=partner_url),
@@ -203,10 +215,15 @@ async def run_demo(settings: Settings, *, host: str, port: int,
                                       **uvicorn_options(settings)))
         for app, app_port in zip(apps, ports, strict=False)
     ]
+    # A generated key is shown so the API can be called by hand (README, "The demo");
+    # a key the operator set is theirs and is never printed.
+    key_line = (f"{api_key}  (generated; PORTAL_API_KEYS sets your own)" if generated_key
+                else "the first of PORTAL_API_KEYS")
     print(
         "\nConnect portal demo\n"
         f"  open the partner page:  {partner_url}/\n"
         f"  portal:                 {portal_url}\n"
+        f"  portal API key:         {key_line}\n"
         f"  demo core API:          {core_url}/  (connections it received)\n"
         + (f"  sandbox OAuth provider: http://{host}:{ports[3]}/  (connect Sandbox ID)\n"
            if sandbox is not None else "")

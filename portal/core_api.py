@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from portal import ssrf
+from portal.errors import SessionFailure
 from portal.outbound import OutboundPolicy, guarded_client
 
 logger = logging.getLogger("portal.core_api")
@@ -31,7 +32,7 @@ class Delivered:
 class DeliveryFailed(Exception):
     """The core API did not accept the connection; `message` is safe to show a user."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: SessionFailure, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -79,7 +80,7 @@ class CoreApiClient:
                     await asyncio.sleep(self._retry_delays[attempt])
                     continue
                 raise DeliveryFailed(
-                    "CORE_API_UNAVAILABLE", "The platform could not be reached."
+                    SessionFailure.CORE_API_UNAVAILABLE, "The platform could not be reached."
                 ) from None
             if response.status_code in {429} or response.status_code >= 500:
                 logger.warning(
@@ -89,9 +90,8 @@ class CoreApiClient:
                 if attempt + 1 < attempts:
                     await asyncio.sleep(self._retry_delays[attempt])
                     continue
-                raise DeliveryFailed(
-                    "CORE_API_UNAVAILABLE", "The platform is not accepting connections right now."
-                )
+                raise DeliveryFailed(SessionFailure.CORE_API_UNAVAILABLE,
+                                     "The platform is not accepting connections right now.")
             return self._read_created(response, session_id)
         raise AssertionError("unreachable")
 
@@ -108,12 +108,13 @@ class CoreApiClient:
                 return Delivered(connection_id=connection_id)
             logger.error("core API answered %d without a connection id (session %s)",
                          response.status_code, session_id)
-            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+            raise DeliveryFailed(SessionFailure.CORE_API_ERROR,
+                                 "The platform gave an unexpected answer.")
         message = payload.get("error") if isinstance(payload, dict) else None
         logger.warning("core API refused the connection: %d (session %s)",
                        response.status_code, session_id)
         text = message if isinstance(message, str) and message else "The platform refused it."
-        raise DeliveryFailed("CORE_API_REJECTED", text[:300])
+        raise DeliveryFailed(SessionFailure.CORE_API_REJECTED, text[:300])
 
     async def fetch_oauth_app(
         self, app_id: str, *, integration_name: str
@@ -133,13 +134,13 @@ class CoreApiClient:
         except httpx.TransportError as exc:
             logger.warning("core API unreachable for OAuth app %s: %s", app_id,
                            type(exc).__name__)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+            raise DeliveryFailed(SessionFailure.CORE_API_UNAVAILABLE,
                                  "The platform could not be reached.") from None
         if response.status_code == 404:
             return None
         if not response.is_success:
             logger.warning("core API answered %d for OAuth app %s", response.status_code, app_id)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+            raise DeliveryFailed(SessionFailure.CORE_API_UNAVAILABLE,
                                  "The platform could not give its OAuth app.")
         try:
             payload = response.json()
@@ -151,7 +152,8 @@ class CoreApiClient:
         owner = app.get("integrationName") if isinstance(app, dict) else None
         if not (isinstance(client_id, str) and client_id and isinstance(secret, str) and secret):
             logger.error("core API gave OAuth app %s without client credentials", app_id)
-            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+            raise DeliveryFailed(SessionFailure.CORE_API_ERROR,
+                                 "The platform gave an unexpected answer.")
         if owner is not None and owner != integration_name:
             logger.warning("OAuth app %s belongs to another integration", app_id)
             return None

@@ -1,7 +1,10 @@
 """The connect flow: the session state machine and every business rule of a connect.
 
 Views call this module and render what it returns; it never sees a Request. It owns
-the order of things: validate → mark CONNECTING → deliver → COMPLETED | FAILED.
+the order of things: open → choose (picker, auth method) → the auth family reads the
+submission → CONNECTING → deliver → COMPLETED | FAILED. What each auth family does is
+behind one interface (portal/auth/family.py); how the opener learns the outcome is the
+return path (portal/return_path.py).
 """
 
 from __future__ import annotations
@@ -10,36 +13,36 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from portal.auth.credentials.checker import CredentialChecker, Outcome
-from portal.auth.credentials.form import CREDENTIAL_TYPES, FormResult, connection_body, read_form
-from portal.catalog import AuthOption, Catalog, FieldFormat, Integration
+from portal.auth.family import Deliver, FormRejected, Refuse, SendBrowser, Submission
+from portal.auth.registry import AuthRegistry
+from portal.catalog import AuthOption, Catalog, Integration
 from portal.connect_request import ConnectRequest
 from portal.core_api import CoreApiClient, DeliveryFailed
 from portal.errors import (
-    CsrfFailed,
     IntegrationNotFound,
     InvalidTokenError,
     MissingToken,
-    ServiceUnavailable,
     SessionClosed,
+    SessionFailure,
     SessionInUse,
     SessionNotBound,
     SessionNotFoundError,
     ValidationFailed,
 )
-from portal.outbound import HostCheck
+from portal.picker import PickerPage, picker_page
+from portal.return_path import ConnectResult, ReturnPath
 from portal.sessions import ConnectSession, SessionStatus
-from portal.settings import Settings, origin_of
-from portal.store import SessionNotFound, SessionStore, StoreUnavailable, TransitionRefused
+from portal.settings import Settings
+from portal.store import SessionNotFound, SessionStore, TransitionRefused
+from portal.store.answers import answered_by_store
 from portal.tokens import (
     BrowserBinding,
-    InvalidToken,
     Signer,
+    TokenRefused,
     browser_claim,
     new_browser_id,
     read_browser_id,
@@ -51,7 +54,6 @@ T = TypeVar("T")
 
 # How long a finished session stays readable by the backend after its token expires.
 RESULT_RETENTION = 60 * 60
-RESULT_MESSAGE_TYPE = "weavz-connect-result"
 
 
 @dataclass(frozen=True)
@@ -60,40 +62,6 @@ class IssuedToken:
     connect_url: str
     expires_at: int
     session_id: str
-
-
-@dataclass(frozen=True)
-class ConnectResult:
-    """How the opener learns the outcome: a message to post, or a URL to send the user to."""
-
-    session: ConnectSession
-    message: dict[str, Any]
-    target_origins: tuple[str, ...]
-    redirect_url: str | None
-
-
-@dataclass(frozen=True)
-class FormRejected:
-    """The form had errors; nothing changed. `values` holds only non-secret input.
-
-    `notice` is a form-wide reason, such as the provider being unreachable for the check.
-    """
-
-    errors: dict[str, str]
-    values: dict[str, str]
-    notice: str | None = None
-
-
-@dataclass(frozen=True)
-class PickerPage:
-    """What the picker shows: every integration that can be connected here, and which of
-    them match the search (the others are rendered hidden, for instant filtering)."""
-
-    query: str
-    category: str | None
-    categories: list[str]
-    integrations: list[Integration]
-    matches: frozenset[str]
 
 
 class ConnectFlow:
@@ -105,9 +73,9 @@ class ConnectFlow:
         store: SessionStore,
         signer: Signer,
         core: CoreApiClient,
-        checker: CredentialChecker | None = None,
+        families: AuthRegistry,
+        returns: ReturnPath | None = None,
         webhooks: WebhookSender | None = None,
-        hosts: HostCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -115,9 +83,9 @@ class ConnectFlow:
         self.store = store
         self.signer = signer
         self.core = core
-        self.checker = checker
+        self.families = families
+        self.returns = returns or ReturnPath(allowed_origins=settings.allowed_origins)
         self.webhooks = webhooks
-        self.hosts = hosts
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
@@ -164,7 +132,7 @@ class ConnectFlow:
     async def session_by_token(self, token: object) -> ConnectSession:
         try:
             claims = self.signer.read_connect_token(token, now=self.clock())
-        except InvalidToken as exc:
+        except TokenRefused as exc:
             if exc.reason == "missing":
                 raise MissingToken("A connect token is required.") from None
             if exc.reason == "expired":
@@ -207,7 +175,7 @@ class ConnectFlow:
         """The session this browser was bound to by `open`; refused for any other browser."""
         try:
             binding = self.signer.read_browser_binding(cookie)
-        except InvalidToken:
+        except TokenRefused:
             raise SessionNotBound("This browser has not opened the connect link.") from None
         if binding.session_id != session_id:
             raise SessionNotBound("This browser has not opened the connect link.")
@@ -215,21 +183,6 @@ class ConnectFlow:
         if not session.status.is_final and session.expires_at <= self.clock():
             raise InvalidTokenError("The connect link has expired.", details={"reason": "expired"})
         return session, binding
-
-    def check_csrf(
-        self, binding: BrowserBinding, token: object, *, origin: str | None, fetch_site: str | None
-    ) -> None:
-        """A form post must come from this portal's own page in the bound browser.
-
-        Under `Referrer-Policy: no-referrer` browsers send `Origin: null` for form posts,
-        so a null Origin falls back to `Sec-Fetch-Site`; the CSRF token is checked always.
-        """
-        if origin not in (None, "null") and origin != self.settings.public_origin:
-            raise CsrfFailed("The form was sent from another site.")
-        if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
-            raise CsrfFailed("The form was sent from another site.")
-        if not self.signer.check_csrf_token(token, binding):
-            raise CsrfFailed("The form has expired or was not sent by this page.")
 
     def integration_of(self, session: ConnectSession) -> Integration | None:
         if session.integration_name is None:
@@ -252,25 +205,11 @@ class ConnectFlow:
         )
 
     def runnable_options(self, integration: Integration) -> tuple[AuthOption, ...]:
-        """The options this portal can run: credential forms and OAuth (oauth_flow.py)."""
-        return tuple(item for item in integration.auth_options
-                     if item.type in CREDENTIAL_TYPES or item.type.is_oauth)
+        """The options this portal can run: those whose auth type has a family."""
+        return tuple(item for item in integration.auth_options if self.families.runs(item))
 
     def picker(self, query: str = "", category: str | None = None) -> PickerPage:
-        """Integrations the user can connect here, filtered by words and a category."""
-        words = query.lower().split()[:10]
-        categories = sorted({item.category for item in self.catalog
-                             if self.runnable_options(item)})
-        if category not in categories:
-            category = None
-        shown = [item for item in self.catalog if self.runnable_options(item)]
-        matches = set()
-        for item in shown:
-            text = f"{item.name} {item.display_name} {item.category} {item.description}".lower()
-            if (not category or item.category == category) and all(w in text for w in words):
-                matches.add(item.name)
-        return PickerPage(query=query, category=category, categories=categories,
-                          integrations=shown, matches=frozenset(matches))
+        return picker_page(self.catalog, self.runnable_options, query, category)
 
     def auth_option(self, session: ConnectSession, integration: Integration) -> AuthOption | None:
         """The option to use, or None while the user has to choose among several."""
@@ -298,58 +237,52 @@ class ConnectFlow:
             session, SessionStatus.PENDING, auth_method_key=option.key
         )
 
-    async def submit_credentials(
-        self, session: ConnectSession, form: Mapping[str, str]
-    ) -> ConnectResult | FormRejected:
+    async def submit(
+        self, session: ConnectSession, submission: Submission
+    ) -> ConnectResult | FormRejected | SendBrowser:
+        """The chosen option's family reads the submission; a complete one is delivered.
+
+        A ConnectResult when the session ended here (delivered, failed, or refused by the
+        family); FormRejected when nothing changed; SendBrowser when the browser must go
+        elsewhere first (the family finishes through its own callback)."""
+        if session.status is not SessionStatus.PENDING:
+            raise _closed(session.status)
         integration = self.integration_of(session)
         if integration is None:
             raise ValidationFailed("Choose an integration first.")
         option = self.auth_option(session, integration)
         if option is None:
             raise ValidationFailed("Choose how to connect first.")
-        if option.type.is_oauth:
-            raise ValidationFailed("This app connects by signing in, not with a form.")
-        result: FormResult = read_form(
-            option, form, allow_http_loopback=self.settings.allow_http_loopback
-        )
-        if result.errors:
-            return FormRejected(errors=result.errors, values=result.values)
-        if self.hosts is not None:
-            # Host names the core API will connect to must resolve to allowed addresses.
-            for item in option.inputs:
-                host = result.checked.get(item.key)
-                if item.format is FieldFormat.HOSTNAME and host:
-                    refusal = await self.hosts.refusal(host)
-                    if refusal is not None:
-                        return FormRejected(errors={item.key: f"hostname_{refusal}"},
-                                            values=result.values)
-        if option.verification is not None and self.checker is not None:
-            check = await self.checker.check(option.verification, result.checked)
-            if check.outcome is Outcome.REJECTED and check.field:
-                return FormRejected(errors={check.field: "rejected"}, values=result.values)
-            if check.outcome is Outcome.UNSAFE and check.field:
-                return FormRejected(errors={check.field: f"url_{check.reason}"},
-                                    values=result.values)
-            if check.outcome is Outcome.UNSENDABLE and check.field:
-                return FormRejected(errors={check.field: check.reason}, values=result.values)
-            if check.outcome is not Outcome.VALID:
-                return FormRejected(errors={}, values=result.values,
-                                    notice="provider_unavailable")
+        outcome = await self.families.family_for(option).submit(
+            session, integration, option, submission)
+        if isinstance(outcome, FormRejected):
+            return outcome
+        if isinstance(outcome, SendBrowser):
+            if session.auth_method_key != option.key:
+                await self._transition(session, SessionStatus.PENDING,
+                                       auth_method_key=option.key)
+            return outcome
+        if isinstance(outcome, Refuse):
+            failed = await self.fail_if_pending(session, outcome.code, outcome.message)
+            if failed is None:
+                raise _closed((await self.session_by_id(session.id)).status)
+            return self.returns.result(failed)
+        assert isinstance(outcome, Deliver)
+        session = await self.begin_connecting(session)
+        return await self.deliver(session, outcome.body)
 
-        session = await self._transition(session, SessionStatus.CONNECTING)
-        body = connection_body(session, option, result.credentials)
-        # Once CONNECTING, finish even if the browser goes away mid-request.
-        return await asyncio.shield(self._deliver(session, body))
-
-    # -- for the OAuth family (oauth_flow.py) -------------------------------------------
-    async def remember_auth_method(self, session: ConnectSession, key: str) -> ConnectSession:
-        return await self._transition(session, SessionStatus.PENDING, auth_method_key=key)
-
+    # -- the session's end, for every family -------------------------------------------
     async def begin_connecting(self, session: ConnectSession) -> ConnectSession:
+        """PENDING → CONNECTING: from here on only a delivery may end the session."""
         return await self._transition(session, SessionStatus.CONNECTING)
 
     async def fail(
-        self, session: ConnectSession, code: str, message: str, *, only_pending: bool = False
+        self,
+        session: ConnectSession,
+        code: SessionFailure,
+        message: str,
+        *,
+        only_pending: bool = False,
     ) -> ConnectSession:
         """End the session FAILED. `only_pending`: for causes that must never overrule a
         delivery in flight (a provider's error answer): refused unless still PENDING."""
@@ -359,6 +292,22 @@ class ConnectFlow:
         logger.warning("session %s failed: %s", session.id, code)
         self._finished(session)
         return session
+
+    async def fail_if_pending(
+        self, session: ConnectSession, code: SessionFailure, message: str
+    ) -> ConnectSession | None:
+        """End a PENDING session FAILED; None when it is no longer pending.
+
+        The store checks PENDING and writes FAILED in one atomic step, so a cause that
+        lost a race (a second OAuth answer) can move neither a delivery in flight
+        (CONNECTING) nor a finished session.
+        """
+        if session.status is not SessionStatus.PENDING:
+            return None
+        try:
+            return await self.fail(session, code, message, only_pending=True)
+        except SessionClosed:
+            return None
 
     async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
         """Send a CONNECTING session's connection; finishes even if the browser goes away."""
@@ -379,63 +328,12 @@ class ConnectFlow:
                 session, SessionStatus.COMPLETED, connection_id=delivered.connection_id
             )
         self._finished(session)
-        return self.result(session)
+        return self.returns.result(session)
 
     def _finished(self, session: ConnectSession) -> None:
         """A session just became final here (and only here: transitions are atomic)."""
         if self.webhooks is not None:
             self.webhooks.session_finished(session)
-
-    def result(self, session: ConnectSession) -> ConnectResult:
-        success = session.status is SessionStatus.COMPLETED
-        message: dict[str, Any] = {
-            "type": RESULT_MESSAGE_TYPE,
-            "status": "success" if success else "error",
-            "sessionId": session.id,
-            "connectionId": session.connection_id,
-            "integrationName": session.integration_name,
-            "externalId": session.external_id,
-        }
-        if not success:
-            message["error"] = session.error
-            message["code"] = session.error_code
-        redirect_url = None
-        if success and session.success_redirect_uri:
-            redirect_url = _with_query(session.success_redirect_uri, {
-                "sessionId": session.id,
-                "connectionId": session.connection_id or "",
-                "status": "success",
-            })
-        elif not success and session.error_redirect_uri:
-            redirect_url = _with_query(session.error_redirect_uri, {
-                "sessionId": session.id,
-                "status": "error",
-                "code": session.error_code or "FAILED",
-            })
-        return ConnectResult(
-            session=session,
-            message=message,
-            target_origins=self.target_origins(session),
-            redirect_url=redirect_url,
-        )
-
-    def target_origins(self, session: ConnectSession) -> tuple[str, ...]:
-        """Exactly the origins that may receive this session's result, never "*"."""
-        origins = list(session.allowed_origins or self.settings.allowed_origins)
-        for uri in (session.success_redirect_uri, session.error_redirect_uri):
-            if uri:
-                origins.append(origin_of(uri))
-        return tuple(dict.fromkeys(origins))
-
-    def may_call_poll(self, origin: str | None) -> bool:
-        """Browsers on a partner origin may poll (and read errors); sessions stay per origin."""
-        return origin is not None and origin in self.settings.allowed_origins
-
-    @staticmethod
-    def redirect_origins(session: ConnectSession) -> tuple[str, ...]:
-        """Where a no-opener form of this session may send the browser at its end."""
-        uris = (session.success_redirect_uri, session.error_redirect_uri)
-        return tuple(dict.fromkeys(origin_of(uri) for uri in uris if uri))
 
     async def _transition(
         self,
@@ -450,10 +348,7 @@ class ConnectFlow:
                 self.store.transition(session.id, to, only_from=only_from, **changes)
             )
         except TransitionRefused as exc:
-            raise SessionClosed(
-                f"This connect session is already {exc.current.value.lower()}.",
-                details={"status": exc.current.value},
-            ) from None
+            raise _closed(exc.current) from None
         except SessionNotFound:
             raise SessionNotFoundError("No connect session with that id.") from None
 
@@ -462,26 +357,13 @@ class ConnectFlow:
         return await answered_by_store(awaitable, "session store")
 
 
+def _closed(status: SessionStatus) -> SessionClosed:
+    return SessionClosed(f"This connect session is already {status.value.lower()}.",
+                         details={"status": status.value})
+
+
 def _looks_like_session_id(value: str) -> bool:
     try:
         return str(uuid.UUID(value)) == value
     except ValueError:
         return False
-
-
-def _with_query(uri: str, params: dict[str, str]) -> str:
-    parts = urlsplit(uri)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query += list(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-async def answered_by_store(awaitable: Awaitable[T], what: str) -> T:
-    """Await a store call; an unreachable store is a 503 the user can retry, logged once."""
-    try:
-        return await awaitable
-    except StoreUnavailable as exc:
-        logger.error("%s unavailable: %s", what, exc)
-        raise ServiceUnavailable(
-            "The portal cannot reach its session store. Try again in a moment."
-        ) from None

@@ -16,9 +16,10 @@ from typing import Annotated, Any, Final, Literal, NotRequired
 import pydantic
 from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
 
-from portal.auth.oauth.flow import MAX_REFRESH_TOKEN_LENGTH
+from portal.auth.oauth.refresh import MAX_REFRESH_TOKEN_LENGTH
 from portal.catalog import IntegrationListing, PublicField, PublicIntegration
 from portal.connect_request import ConnectRequest, OAuthAppId, TokenAnswer
+from portal.errors import ErrorCode, SessionFailure
 from portal.jsonschema import ContractSchema, drop_titles, enum_of, readable
 from portal.sessions import SessionAnswer, SessionLookup
 
@@ -27,14 +28,9 @@ API_VERSION = "0.1.0"
 DESCRIPTION = (
     "Wire-compatible with the Weavz connect API. Authenticate with `Authorization: Bearer "
     "<key>` using one of PORTAL_API_KEYS, except where noted. Every error answers "
-    "`{error, code, details}`."
-)
-# The codes an API client can meet (portal/errors.py and the OAuth refresh service).
-DOCUMENTED_ERROR_CODES = (
-    "UNAUTHORIZED", "INVALID_TOKEN", "MISSING_TOKEN", "VALIDATION_ERROR",
-    "INTEGRATION_NOT_FOUND", "SESSION_NOT_FOUND", "PAYLOAD_TOO_LARGE", "SERVICE_UNAVAILABLE",
-    "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_REQUEST", "INTERNAL_ERROR", "REFRESH_FAILED",
-    "NO_OAUTH_APP",
+    "`{error, code, details}`, with one of the codes below (portal/errors.py; those marked "
+    "hosted pages answer pages, not the API). A FAILED session's `errorCode` is one of the "
+    "session failure codes."
 )
 _FREE_FORM = pydantic.WithJsonSchema({"type": "object"})
 _VALIDATION: Final[Literal["validation"]] = "validation"  # requests and answers alike
@@ -43,7 +39,7 @@ _VALIDATION: Final[Literal["validation"]] = "validation"  # requests and answers
 # -- shapes parsed or built elsewhere by hand (the error envelope, the refresh service) --
 class ErrorAnswer(TypedDict):
     error: str
-    code: Annotated[str, enum_of(DOCUMENTED_ERROR_CODES)]
+    code: Annotated[str, enum_of(ErrorCode)]
     details: Annotated[dict[str, Any], _FREE_FORM, pydantic.Field(
         description="For VALIDATION_ERROR, `fields` maps each invalid field to what is wrong.")]
 
@@ -181,6 +177,17 @@ OPERATIONS = (
 
 
 # -- building the document ---------------------------------------------------------------
+def describe_codes() -> str:
+    """DESCRIPTION and the tables of every error code and session failure code."""
+    errors = [f"| `{code}` | {', '.join(map(str, code.statuses))} | {code.meaning} |"
+              for code in ErrorCode]
+    failures = [f"| `{code}` | {code.meaning} |" for code in SessionFailure]
+    return "\n".join([
+        DESCRIPTION, "", "| code | HTTP status | meaning |", "|---|---|---|", *errors, "",
+        "| errorCode | meaning |", "|---|---|", *failures,
+    ])
+
+
 def build() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the backend API."""
     types = list(COMPONENTS.values())
@@ -193,7 +200,7 @@ def build() -> dict[str, Any]:
         paths.setdefault(operation.path, {})[operation.method] = _operation(operation, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": API_VERSION, "description": DESCRIPTION},
+        "info": {"title": TITLE, "version": API_VERSION, "description": describe_codes()},
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "schemas": {name: schemas.component(kind) for name, kind in COMPONENTS.items()},

@@ -34,7 +34,7 @@ import httpcore
 import httpx
 
 from portal import ssrf
-from portal.ssrf import IPAddress
+from portal.ssrf import IPAddress, Refusal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,13 +44,13 @@ MAX_ADDRESSES = 3  # addresses of one name tried in turn before giving up
 
 
 class OutboundRefused(httpx.TransportError):
-    """The policy refused a request; nothing was sent. `reason` is a short code from the
-    SSRF guard's vocabulary (`scheme`, `userinfo`, `host`, `port`, `private_address`).
+    """The policy refused a request; nothing was sent. `reason` is one of the SSRF
+    guard's refusals (`scheme`, `userinfo`, `host`, `port`, `private_address`).
 
     A subclass of httpx.TransportError, so code that handles "could not reach it" still
     handles it; code that needs to tell "refused by policy" apart catches this first."""
 
-    def __init__(self, reason: str, *, request: httpx.Request | None = None) -> None:
+    def __init__(self, reason: Refusal, *, request: httpx.Request | None = None) -> None:
         super().__init__(f"outbound request refused by policy: {reason}", request=request)
         self.reason = reason
 
@@ -131,46 +131,46 @@ class OutboundPolicy:
         if literal is not None:
             if trusted or self.address_allowed(literal):
                 return [literal]
-            raise ssrf.UnsafeUrl("private_address")
+            raise ssrf.UnsafeUrl(Refusal.PRIVATE_ADDRESS)
         try:
             answers = await (lookup(host, port) if timeout is None
                              else asyncio.wait_for(lookup(host, port), timeout))
         except (OSError, UnicodeError, TimeoutError):
-            raise ssrf.UnsafeUrl("unresolvable") from None
+            raise ssrf.UnsafeUrl(Refusal.UNRESOLVABLE) from None
         addresses: list[IPAddress] = []
         for answer in answers:
             try:
                 address = ipaddress.ip_address(answer.split("%")[0])
             except ValueError:
-                raise ssrf.UnsafeUrl("unresolvable") from None
+                raise ssrf.UnsafeUrl(Refusal.UNRESOLVABLE) from None
             if not trusted and not self.address_allowed(address):
-                raise ssrf.UnsafeUrl("private_address")
+                raise ssrf.UnsafeUrl(Refusal.PRIVATE_ADDRESS)
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
-            raise ssrf.UnsafeUrl("unresolvable")
+            raise ssrf.UnsafeUrl(Refusal.UNRESOLVABLE)
         return addresses
 
     def check_url(self, url: httpx.URL) -> None:
         """Everything that can be checked before DNS; raises OutboundRefused."""
         host = url.host
         if url.userinfo:
-            raise OutboundRefused("userinfo")
+            raise OutboundRefused(Refusal.USERINFO)
         if not host:
-            raise OutboundRefused("host")
+            raise OutboundRefused(Refusal.HOST)
         if url.port == 0:
-            raise OutboundRefused("port")
+            raise OutboundRefused(Refusal.PORT)
         trusted = self.trusts(host)
         literal = _literal(host)
         plain_ok = trusted or (self.allow_http_loopback and literal is not None
                                and _is_loopback(literal))
         if url.scheme != "https" and not (url.scheme == "http" and plain_ok):
-            raise OutboundRefused("scheme")
+            raise OutboundRefused(Refusal.SCHEME)
         if trusted:
             return
         if literal is not None:
             if not self.address_allowed(literal):
-                raise OutboundRefused("private_address")
+                raise OutboundRefused(Refusal.PRIVATE_ADDRESS)
             return
         try:
             ssrf.check_host(host)
@@ -233,7 +233,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         except ssrf.UnsafeUrl as exc:
-            if exc.reason == "unresolvable":
+            if exc.reason is Refusal.UNRESOLVABLE:
                 raise httpcore.ConnectError(f"{host} did not resolve") from None
             raise OutboundRefused(exc.reason) from None
         failure: Exception = httpcore.ConnectTimeout(f"connecting to {host} timed out")
@@ -253,7 +253,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None
     ) -> httpcore.AsyncNetworkStream:
-        raise OutboundRefused("scheme")
+        raise OutboundRefused(Refusal.SCHEME)
 
     async def sleep(self, seconds: float) -> None:
         await self._network.sleep(seconds)
@@ -306,7 +306,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"resolving {url.host} timed out",
                                        request=request) from None
         except ssrf.UnsafeUrl as exc:
-            if exc.reason == "unresolvable":
+            if exc.reason is Refusal.UNRESOLVABLE:
                 raise httpx.ConnectError(f"{url.host} did not resolve", request=request) from None
             raise OutboundRefused(exc.reason) from None
 
@@ -420,7 +420,7 @@ class HostCheck:
         self._lookup = lookup
         self._timeout = timeout
 
-    async def refusal(self, host: str) -> str | None:
+    async def refusal(self, host: str) -> Refusal | None:
         """None when every address of `host` is allowed; else `private_address` or
         `unresolvable`."""
         try:

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, get_args
 import pydantic
 from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
 
+from portal.errors import SessionFailure
 from portal.jsonschema import enum_of, string_format
 
 OAuthAppMode = Literal["weavz_managed", "custom"]
@@ -150,7 +151,7 @@ class SessionAnswer(TypedDict):
     status: Annotated[str, enum_of(SessionStatus)]
     connectionId: str | None
     error: Annotated[str | None, pydantic.Field(description="Human-readable reason when FAILED.")]
-    errorCode: Annotated[str | None, pydantic.Field(
+    errorCode: Annotated[str | None, enum_of(SessionFailure, nullable=True), pydantic.Field(
         description="Machine-readable reason when FAILED (portal extension).")]
     expiresAt: Annotated[str, string_format("date-time")]
     createdAt: Annotated[str, string_format("date-time")]

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from portal.outbound import OutboundPolicy
 
 DEFAULT_TOKEN_TTL = 30 * 60
 MAX_TOKEN_TTL = 4 * 60 * 60
@@ -19,8 +25,7 @@ MIN_TOKEN_TTL = 60
 MIN_SECRET_KEY_LENGTH = 32
 WEBHOOK_SECRET_PREFIX = "whsec_"
 MIN_WEBHOOK_SECRET_BYTES = 24
-# Seconds between webhook attempts: five attempts over about two and a half minutes.
-WEBHOOK_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 class SettingsError(ValueError):
@@ -54,7 +59,6 @@ class Settings:
     oauth_timeout: float = 10.0
     webhook_url: str | None = None
     webhook_secret: str | None = None
-    webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
     # Origins allowed to show the portal in a frame; empty means no one ('none').
     frame_ancestors: tuple[str, ...] = ()
     # Server limits (portal/server.py, portal/middleware.py; the README's "Limits" table).
@@ -69,6 +73,23 @@ class Settings:
     # A poll body holds one token; this leaves room for any token, so that even an absurd
     # one gets its INVALID_TOKEN answer rather than a size error.
     max_json_body: int = 1536 * 1024
+    # Where `serve` listens (the demo has flags of its own).
+    host: str = "0.0.0.0"  # noqa: S104
+    port: int = 8000
+    workers: int = 2
+    # PORTAL_OUTBOUND_ALLOW read into the policy every outbound request is checked against;
+    # built with the rest, so a bad entry stops the start however the settings were made.
+    outbound_policy: OutboundPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from portal.outbound import OutboundPolicy
+
+        try:
+            policy = OutboundPolicy.from_setting(self.outbound_allow,
+                                                 allow_http_loopback=self.allow_http_loopback)
+        except ValueError as exc:
+            raise SettingsError(f"PORTAL_OUTBOUND_ALLOW: {exc}") from None
+        object.__setattr__(self, "outbound_policy", policy)
 
     @property
     def public_origin(self) -> str:
@@ -79,18 +100,22 @@ class Settings:
         # The Secure flag can only be used when the portal is served over HTTPS.
         return self.public_url.startswith("https://")
 
-    def require_production_secrets(self) -> None:
-        """`serve` refuses to run with anything a production portal cannot do without."""
+    def require_runnable(self) -> None:
+        """What every portal needs to run (`create_app` asks); `serve` asks for more."""
         if not self.secret_keys:
             raise SettingsError("PORTAL_SECRET_KEYS is required: a comma-separated list of keys")
+        if not self.core_api_url or not self.core_api_key:
+            raise SettingsError("CORE_API_URL and CORE_API_KEY are required")
+
+    def require_production_secrets(self) -> None:
+        """`serve` refuses to run with anything a production portal cannot do without."""
+        self.require_runnable()
         if not self.api_keys:
             raise SettingsError("PORTAL_API_KEYS is required: a comma-separated list of keys")
         if not self.redis_url:
             raise SettingsError(
                 "REDIS_URL is required for `serve` (several workers share sessions through Redis)"
             )
-        if not self.core_api_url:
-            raise SettingsError("CORE_API_URL is required for `serve`")
         if self.allow_http_loopback:
             raise SettingsError(
                 "PORTAL_ALLOW_HTTP_LOOPBACK is for tests and development only; unset it for `serve`"
@@ -133,7 +158,7 @@ class Settings:
             verification_timeout=_number(env, "PORTAL_VERIFY_TIMEOUT", cls.verification_timeout,
                                          0.5, 30),
             allow_http_loopback=_flag(env, "PORTAL_ALLOW_HTTP_LOOPBACK", default=False),
-            outbound_allow=_outbound_allow(env),
+            outbound_allow=env.get("PORTAL_OUTBOUND_ALLOW", "").strip(),
             oauth_apps_file=_optional(env, "PORTAL_OAUTH_APPS"),
             oauth_timeout=_number(env, "PORTAL_OAUTH_TIMEOUT", cls.oauth_timeout, 0.5, 60),
             webhook_url=webhook_url,
@@ -154,6 +179,9 @@ class Settings:
                                    1024, 16 * 1024 * 1024),
             max_json_body=_integer(env, "PORTAL_MAX_JSON_BODY", cls.max_json_body,
                                    1024, 64 * 1024 * 1024),
+            host=_host(env, "PORTAL_HOST", cls.host),
+            port=_integer(env, "PORTAL_PORT", cls.port, 0, 65535),
+            workers=_integer(env, "PORTAL_WORKERS", cls.workers, 1, 256),
         )
 
 
@@ -228,15 +256,17 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(origins))
 
 
-def _outbound_allow(env: Mapping[str, str]) -> str:
-    """PORTAL_OUTBOUND_ALLOW, checked here so a bad entry stops the start, named."""
-    from portal.outbound import OutboundPolicy
-
-    value = env.get("PORTAL_OUTBOUND_ALLOW", "").strip()
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    """An address to listen on: an IP address or a host name, as uvicorn takes it."""
+    value = env.get(name, "").strip() or default
     try:
-        OutboundPolicy.from_setting(value)
-    except ValueError as exc:
-        raise SettingsError(f"PORTAL_OUTBOUND_ALLOW: {exc}") from None
+        ipaddress.ip_address(value)
+    except ValueError:
+        if len(value) > 253 or not all(HOST_LABEL.match(label)
+                                       for label in value.removesuffix(".").split(".")):
+            raise SettingsError(
+                f"{name} must be an IP address or a host name, got {value[:100]!r}"
+            ) from None
     return value
 
 

@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import quote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,10 +78,24 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 
-class UnsafeUrl(ValueError):
-    """A URL or host built from user input is refused. `reason` is a short code."""
+class Refusal(StrEnum):
+    """Why a URL or a host was refused: every reason this module and portal/outbound.py
+    give, for logs, API details and the form's field problems (portal/field_problems.py)."""
 
-    def __init__(self, reason: str, field: str | None = None) -> None:
+    URL = "url"  # not a URL: too long, control characters, a backslash, a query in a base
+    SCHEME = "scheme"  # not https (plain http only to an allowed loopback address)
+    USERINFO = "userinfo"  # a user name or password before an @
+    HOST = "host"  # not a DNS name or a literal address written the ordinary way
+    PORT = "port"
+    SUBDOMAIN = "subdomain"  # not one DNS label (a host placeholder's value)
+    PRIVATE_ADDRESS = "private_address"  # a private, local or internal address or name
+    UNRESOLVABLE = "unresolvable"  # the name did not resolve in time
+
+
+class UnsafeUrl(ValueError):
+    """A URL or host built from user input is refused, for `reason`."""
+
+    def __init__(self, reason: Refusal, field: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.field = field
@@ -130,24 +145,24 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def check_subdomain(value: str) -> str:
     """One DNS label, such as a shop or account name: `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`."""
     if not LABEL.fullmatch(value):
-        raise UnsafeUrl("subdomain")
+        raise UnsafeUrl(Refusal.SUBDOMAIN)
     return value
 
 
 def check_host(host: str, *, allow_loopback: bool = False) -> IPAddress | None:
     """A DNS name or a literal public address; returns the address when it is literal."""
     if not host or len(host) > MAX_HOST_LENGTH or host != host.strip():
-        raise UnsafeUrl("host")
+        raise UnsafeUrl(Refusal.HOST)
     if host.startswith("[") or ":" in host:
         text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:
             ip6 = ipaddress.IPv6Address(text)
         except ValueError:
-            raise UnsafeUrl("host") from None
+            raise UnsafeUrl(Refusal.HOST) from None
         if ip6.scope_id:
-            raise UnsafeUrl("host")
+            raise UnsafeUrl(Refusal.HOST)
         if not is_public_address(ip6, allow_loopback=allow_loopback):
-            raise UnsafeUrl("private_address")
+            raise UnsafeUrl(Refusal.PRIVATE_ADDRESS)
         return ip6
     name = host.lower()
     try:
@@ -156,44 +171,44 @@ def check_host(host: str, *, allow_loopback: bool = False) -> IPAddress | None:
         pass
     else:
         if not is_public_address(ip, allow_loopback=allow_loopback):
-            raise UnsafeUrl("private_address")
+            raise UnsafeUrl(Refusal.PRIVATE_ADDRESS)
         return ip
     labels = name.split(".")
     # A name needs a dot and a top-level label with a letter in it: this refuses the
     # numeric forms resolvers also accept (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`).
     if len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels):
-        raise UnsafeUrl("host")
+        raise UnsafeUrl(Refusal.HOST)
     if labels[-1].isdigit() or labels[-1].startswith("0x"):
-        raise UnsafeUrl("host")
+        raise UnsafeUrl(Refusal.HOST)
     if name in _INTERNAL_NAMES or name.endswith(_INTERNAL_SUFFIXES):
-        raise UnsafeUrl("private_address")
+        raise UnsafeUrl(Refusal.PRIVATE_ADDRESS)
     return None
 
 
 def check_url(url: str, *, allow_http_loopback: bool = False) -> CheckedUrl:
     """An absolute URL safe to request, before DNS: scheme, user info, host, port."""
     if len(url) > MAX_URL_LENGTH or any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
-        raise UnsafeUrl("url")
+        raise UnsafeUrl(Refusal.URL)
     if "\\" in url:
-        raise UnsafeUrl("url")
+        raise UnsafeUrl(Refusal.URL)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UnsafeUrl("url") from None
+        raise UnsafeUrl(Refusal.URL) from None
     scheme = parts.scheme.lower()
     if scheme not in {"https", "http"}:
-        raise UnsafeUrl("scheme")
+        raise UnsafeUrl(Refusal.SCHEME)
     if "@" in parts.netloc:
-        raise UnsafeUrl("userinfo")
+        raise UnsafeUrl(Refusal.USERINFO)
     host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
     if not parts.hostname or not host:
-        raise UnsafeUrl("host")
+        raise UnsafeUrl(Refusal.HOST)
     ip = check_host(host, allow_loopback=allow_http_loopback)
     if scheme == "http" and not (allow_http_loopback and ip is not None and ip.is_loopback):
-        raise UnsafeUrl("scheme")
+        raise UnsafeUrl(Refusal.SCHEME)
     if port == 0:
-        raise UnsafeUrl("port")
+        raise UnsafeUrl(Refusal.PORT)
     return CheckedUrl(
         url=url,
         scheme=scheme,
@@ -208,7 +223,7 @@ def check_base_url(value: str, *, allow_http_loopback: bool = False) -> str:
     checked = check_url(value, allow_http_loopback=allow_http_loopback)
     parts = urlsplit(checked.url)
     if parts.query or parts.fragment or "?" in value or "#" in value:
-        raise UnsafeUrl("url")
+        raise UnsafeUrl(Refusal.URL)
     return value.rstrip("/")
 
 
@@ -266,7 +281,7 @@ def expand_url(
     def host_value(key: str) -> str:
         value = values.get(key, "").lower()
         if not value or not all(LABEL.fullmatch(label) for label in value.split(".")):
-            raise UnsafeUrl("subdomain", key)
+            raise UnsafeUrl(Refusal.SUBDOMAIN, key)
         return value
 
     def fill(text: str, convert: Callable[[str], str]) -> str:

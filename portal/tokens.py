@@ -39,12 +39,15 @@ _NONCE_CONTEXT = b"portal.binding-nonce.v1:"
 _BROWSER_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-class InvalidToken(Exception):
-    """The value is not one this portal signed, or it has expired."""
+class TokenRefused(Exception):
+    """The value is not one this portal signed, or it has expired (`reason`: `missing`,
+    `malformed`, `bad-signature`, `expired`). Why a value was refused; the answer the
+    portal gives for it is errors.MissingToken or errors.InvalidTokenError."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,17 @@ class Signer:
 
     def read_connect_token(self, token: object, *, now: float | None = None) -> ConnectToken:
         if not isinstance(token, str) or not token:
-            raise InvalidToken("missing")
+            raise TokenRefused("missing")
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-            raise InvalidToken("malformed")
+            raise TokenRefused("malformed")
         if not token.startswith(TOKEN_PREFIX):
-            raise InvalidToken("malformed")
+            raise TokenRefused("malformed")
         payload = self._loads(self._connect, token[len(TOKEN_PREFIX):])
         session_id, expires_at = payload.get("sid"), payload.get("exp")
         if not isinstance(session_id, str) or not isinstance(expires_at, int):
-            raise InvalidToken("malformed")
+            raise TokenRefused("malformed")
         if expires_at <= (time.time() if now is None else now):
-            raise InvalidToken("expired")
+            raise TokenRefused("expired")
         return ConnectToken(session_id=session_id, expires_at=expires_at)
 
     # -- browser binding -----------------------------------------------------------
@@ -125,11 +128,11 @@ class Signer:
 
     def read_browser_binding(self, value: str | None) -> BrowserBinding:
         if not value or len(value) > MAX_TOKEN_LENGTH or not value.isascii():
-            raise InvalidToken("missing")
+            raise TokenRefused("missing")
         payload = self._loads(self._browser, value)
         session_id, nonce = payload.get("sid"), payload.get("n")
         if not isinstance(session_id, str) or not isinstance(nonce, str):
-            raise InvalidToken("malformed")
+            raise TokenRefused("malformed")
         return BrowserBinding(session_id=session_id, nonce=nonce)
 
     # -- CSRF ----------------------------------------------------------------------
@@ -141,7 +144,7 @@ class Signer:
             return False
         try:
             payload = self._loads(self._csrf, value)
-        except InvalidToken:
+        except TokenRefused:
             return False
         return hmac.compare_digest(str(payload.get("sid")), binding.session_id) and (
             hmac.compare_digest(str(payload.get("n")), binding.nonce)
@@ -152,7 +155,7 @@ class Signer:
         try:
             payload = serializer.loads(value)
         except (BadData, UnicodeDecodeError, ValueError):
-            raise InvalidToken("bad-signature") from None
+            raise TokenRefused("bad-signature") from None
         if not isinstance(payload, dict):
-            raise InvalidToken("malformed")
+            raise TokenRefused("malformed")
         return payload

@@ -34,6 +34,9 @@ from portal.settings import WEBHOOK_SECRET_PREFIX, origin_of
 
 logger = logging.getLogger("portal.webhooks")
 
+# Seconds between attempts: five attempts over about two and a half minutes.
+RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
+
 EVENT_TYPES = {
     SessionStatus.COMPLETED: "connect.session.completed",
     SessionStatus.FAILED: "connect.session.failed",
@@ -82,7 +85,7 @@ class WebhookSender:
         *,
         url: str | None,
         secret: str,
-        retry_delays: tuple[float, ...],
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         policy: OutboundPolicy | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.core_api import CoreApiClient
 from portal.demo.core import create_core_app
 from portal.settings import Settings
+from portal.store.stores import Stores, open_stores
 from tests.live_servers import RedisServer, ServerProcess, demo_process
 
 API_KEY = "test-api-key-0123456789abcdef"
@@ -35,8 +35,10 @@ SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
 PARTNER_ORIGIN = "https://partner.example"
 PORTAL_URL = "http://portal.test"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-# Retry pauses for the core API client and webhooks: the same retries, without the wait.
-SHORT_RETRY_DELAYS = (0.01, 0.02, 0.03)
+# Retry pauses for the core API client (two) and webhooks (three): the same number of
+# attempts as in production, without the wait.
+CORE_RETRY_DELAYS = (0.01, 0.02)
+WEBHOOK_RETRY_DELAYS = (0.01, 0.02, 0.03)
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +66,15 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+async def stores(redis_url: str, redis_prefix: str) -> AsyncIterator[Stores]:
+    """The session and OAuth state stores as the portal opens them, in the test Redis
+    under this test's prefix."""
+    stores = open_stores(redis_url, prefix=redis_prefix)
+    yield stores
+    await stores.close()
+
+
+@pytest.fixture
 def settings(redis_url: str, redis_prefix: str) -> Settings:
     return Settings(
         public_url=PORTAL_URL,
@@ -77,18 +88,21 @@ def settings(redis_url: str, redis_prefix: str) -> Settings:
         # Built-in entries check credentials against real providers, out of reach here;
         # tests that exercise the check turn it on against a local server.
         verify_credentials=False,
-        webhook_retry_delays=SHORT_RETRY_DELAYS,
     )
 
 
-@pytest.fixture(autouse=True)
-def short_core_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every CoreApiClient built in this process pauses milliseconds between retries
-    instead of 0.25 s and 1 s: tests count the retries, they need not wait them out.
-    (`create_app` does not take the delays yet; this sets the constructor's default.)"""
-    defaults = CoreApiClient.__init__.__kwdefaults__
-    if defaults is not None and "retry_delays" in defaults:
-        monkeypatch.setitem(defaults, "retry_delays", SHORT_RETRY_DELAYS[:2])
+@pytest.fixture
+def make_app() -> Any:
+    """`create_app` as every in-process portal of the suite is built: retry pauses of
+    milliseconds (tests count the retries, they need not wait them out); the rest of its
+    keyword arguments as given."""
+
+    def make(settings: Settings, **wiring: Any) -> Starlette:
+        wiring.setdefault("core_retry_delays", CORE_RETRY_DELAYS)
+        wiring.setdefault("webhook_retry_delays", WEBHOOK_RETRY_DELAYS)
+        return create_app(settings, **wiring)
+
+    return make
 
 
 @pytest.fixture
@@ -114,19 +128,22 @@ def received(core_app: Starlette) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def make_client(settings: Settings, core_app: Starlette) -> Iterator[Any]:
+def make_client(settings: Settings, core_app: Starlette, make_app: Any) -> Iterator[Any]:
     clients: list[TestClient] = []
 
     def make(
         core_transport: httpx.AsyncBaseTransport | None = None,
         outbound_lookup: Any = None,
+        webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS,
         **overrides: Any,
     ) -> TestClient:
-        """`outbound_lookup` maps made-up host names to addresses for outbound requests."""
-        app = create_app(
+        """A portal on `settings` with `overrides`, through a TestClient. `outbound_lookup`
+        maps made-up host names to addresses for outbound requests."""
+        app = make_app(
             replace(settings, **overrides),
             core_transport=core_transport or httpx.ASGITransport(app=core_app),
             outbound_lookup=outbound_lookup,
+            webhook_retry_delays=webhook_retry_delays,
         )
         client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False)
         client.__enter__()

@@ -1,4 +1,5 @@
-"""The backend API as DESIGN.md pins it: mint, look up, poll, the catalog, errors."""
+"""The backend API as its contract pins it (portal/openapi.json, the README's "Backend
+API"): mint, look up, poll, the catalog, errors."""
 
 from __future__ import annotations
 

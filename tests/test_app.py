@@ -1,4 +1,5 @@
-"""Application wiring: the embedded store warning, and no traceback ever reaching a user."""
+"""Application wiring: what `create_app` takes instead of making it, one Redis pool per
+process, the embedded store warning, and no traceback ever reaching a user."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from starlette.testclient import TestClient
 
-from portal.app import create_app
+from portal.auth.oauth.provider import ClientApp
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import Settings
 from portal.store.memory import MemorySessionStore
-from tests.conftest import AUTH, PORTAL_URL, token_body
+from portal.store.oauth_state import MemoryOAuthStateStore
+from portal.store.stores import open_stores
+from tests.conftest import AUTH, PORTAL_URL, mint, open_page, session_of, submit, token_body
+from tests.live_servers import RedisServer, wait_until
 
 
 class ExplodingStore(MemorySessionStore):
@@ -29,10 +34,10 @@ class ExplodingStore(MemorySessionStore):
 
 
 def test_without_redis_url_the_portal_says_sessions_stay_in_process(
-    settings: Settings, caplog: pytest.LogCaptureFixture,
+    settings: Settings, caplog: pytest.LogCaptureFixture, make_app: Any,
 ) -> None:
     caplog.set_level(logging.INFO)
-    app = create_app(replace(settings, redis_url=None),
+    app = make_app(replace(settings, redis_url=None),
                      core_transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     with TestClient(app, base_url=PORTAL_URL) as client:
         assert client.get("/readyz").json()["store"].startswith("in-process memory")
@@ -42,8 +47,8 @@ def test_without_redis_url_the_portal_says_sessions_stay_in_process(
                record.getMessage() for record in caplog.records)
 
 
-def test_an_unexpected_error_shows_no_traceback(settings: Settings) -> None:
-    app = create_app(settings, store=ExplodingStore(),
+def test_an_unexpected_error_shows_no_traceback(settings: Settings, make_app: Any) -> None:
+    app = make_app(settings, store=ExplodingStore(),
                      core_transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     with TestClient(app, base_url=PORTAL_URL, raise_server_exceptions=False) as client:
         minted: dict[str, Any] = client.post(
@@ -58,3 +63,109 @@ def test_an_unexpected_error_shows_no_traceback(settings: Settings) -> None:
     for response in (api, page):
         assert "Traceback" not in response.text
         assert "/srv/secret/path" not in response.text
+
+
+# -- what create_app takes instead of making it ---------------------------------------------
+class RecordingStates(MemoryOAuthStateStore):
+    """The in-process OAuth state store, counting what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = 0
+
+    async def put(self, key: str, value: str, *, ttl: int) -> None:
+        self.puts += 1
+        await super().put(key, value, ttl=ttl)
+
+
+def press_oauth(client: TestClient, integration: str) -> httpx.Response:
+    """Mint, open the link, press the sign-in button; the portal's answer to the button."""
+    answer = mint(client, integrationName=integration, authMethodKey="oauth2")
+    page_path, csrf = open_page(client, answer["token"])
+    return client.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                       headers={"Origin": PORTAL_URL})
+
+
+def test_the_oauth_state_store_can_be_passed_in(settings: Settings, make_app: Any) -> None:
+    states = RecordingStates()
+    app = make_app(settings, oauth_states=states,
+                   oauth_apps={"github": ClientApp("client-1", "secret-1")})
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        pressed = press_oauth(client, "github")
+    assert pressed.status_code == 303, pressed.text
+    assert states.puts == 1
+
+
+def test_the_clock_sets_session_and_token_expiry(settings: Settings, make_app: Any) -> None:
+    now = 2_000_000_000.0  # 2033-05-18T03:33:20Z
+    app = make_app(replace(settings, token_ttl=600), clock=lambda: now)
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        answer = mint(client)
+        assert answer["expiresAt"] == "2033-05-18T03:43:20Z"
+        assert session_of(client, answer["sessionId"])["createdAt"] == "2033-05-18T03:33:20Z"
+        open_page(client, answer["token"])  # valid by the portal's clock, not the machine's
+        now += 601
+        assert client.get("/connect", params={"token": answer["token"]}).status_code == 401
+
+
+@pytest.mark.parametrize("delays", [(0.01,), (0.01, 0.01, 0.01)])
+def test_the_core_api_retry_pauses_set_the_attempts(
+    settings: Settings, make_app: Any, delays: tuple[float, ...],
+) -> None:
+    attempts: list[str] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.headers["idempotency-key"])
+        return httpx.Response(503)
+
+    app = make_app(settings, core_transport=httpx.MockTransport(busy),
+                   core_retry_delays=delays)
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        answer = mint(client)
+        page_path, csrf = open_page(client, answer["token"])
+        submit(client, page_path, csrf, secret_text="sk-live-abc")
+        assert session_of(client, answer["sessionId"])["status"] == "FAILED"
+    assert attempts == [answer["sessionId"]] * (len(delays) + 1)
+
+
+# -- one Redis pool per process --------------------------------------------------------------
+def connections_besides(watcher: redis.Redis) -> int:
+    """Clients connected to the Redis `watcher` talks to, not counting `watcher` itself."""
+    own = watcher.client_id()
+    return sum(1 for client in watcher.client_list() if int(client["id"]) != own)
+
+
+async def test_sessions_and_oauth_states_share_one_redis_connection(
+    own_redis: RedisServer,
+) -> None:
+    watcher = redis.Redis.from_url(own_redis.url)
+    stores = open_stores(own_redis.url, prefix="portal:")
+    try:
+        # One after the other, as a quiet worker does: a pool of its own for each store
+        # would hold two connections here.
+        await stores.sessions.ping()
+        await stores.oauth_states.put("k", "sealed", ttl=60)
+        assert await stores.sessions.get("no-such-session") is None
+        assert await stores.oauth_states.take("k") == "sealed"
+        assert connections_besides(watcher) == 1
+    finally:
+        await stores.close()
+    wait_until(lambda: connections_besides(watcher) == 0, timeout=5,
+               what="the stores' connection to close")
+    watcher.close()
+
+
+def test_a_portal_holds_one_redis_pool_and_closes_it_at_shutdown(
+    settings: Settings, make_app: Any, own_redis: RedisServer,
+) -> None:
+    watcher = redis.Redis.from_url(own_redis.url)
+    app = make_app(replace(settings, redis_url=own_redis.url),
+                   oauth_apps={"github": ClientApp("client-1", "secret-1")})
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        assert client.get("/readyz").json()["store"] == "Redis"
+        assert press_oauth(client, "github").status_code == 303  # a session and a state
+        assert watcher.keys("*oauth-state:*") and watcher.keys("*session:*")
+        assert connections_besides(watcher) == 1
+    wait_until(lambda: connections_besides(watcher) == 0, timeout=5,
+               what="the portal's Redis connection to close")
+    watcher.close()

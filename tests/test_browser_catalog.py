@@ -16,7 +16,6 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 
-from portal.app import create_app
 from portal.settings import Settings
 from tests.catalog_server import provider_app
 from tests.conftest import AUTH, received, token_body
@@ -46,12 +45,13 @@ WAREHOUSE = {
 
 
 @pytest.fixture
-def portal(settings: Settings, core_app: Starlette, tmp_path: Path) -> Iterator[str]:
+def portal(settings: Settings, core_app: Starlette, tmp_path: Path, make_app: Any
+           ) -> Iterator[str]:
     catalog = tmp_path / "warehouse.json"
     catalog.write_text(json.dumps({"integrations": [WAREHOUSE]}))
     sock = bound_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app = create_app(
+    app = make_app(
         replace(settings, public_url=url, catalog_paths=(str(catalog),)),
         core_transport=httpx.ASGITransport(app=core_app),
     )
@@ -186,7 +186,7 @@ def test_picker_search_works_without_javascript(browser: Browser, portal: str) -
 
 
 @pytest.fixture
-def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
+def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path, make_app: Any
                    ) -> Iterator[tuple[str, Starlette]]:
     """The portal with credential checks on, against a provider served on loopback."""
     provider = provider_app()
@@ -205,7 +205,7 @@ def checked_portal(settings: Settings, core_app: Starlette, tmp_path: Path
         catalog.write_text(json.dumps({"integrations": [entry]}))
         sock = bound_socket()
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        app = create_app(
+        app = make_app(
             replace(settings, public_url=url, catalog_paths=(str(catalog),),
                     verify_credentials=True, allow_http_loopback=True),
             core_transport=httpx.ASGITransport(app=core_app),

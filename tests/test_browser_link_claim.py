@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import Browser, expect
 from starlette.applications import Starlette
 
-from portal.app import create_app
 from portal.settings import Settings
 from tests.conftest import AUTH, received
 from tests.live_servers import loopback_socket, server_thread, url_of
@@ -24,11 +23,11 @@ TYPED_KEY = "sk-first-browser-0123456789"
 
 
 @pytest.fixture
-def portal(settings: Settings, core_app: Starlette) -> Iterator[str]:
+def portal(settings: Settings, core_app: Starlette, make_app: Any) -> Iterator[str]:
     sock = loopback_socket()
     with server_thread(core_app) as core_url:
         live = replace(settings, core_api_url=core_url, public_url=url_of(sock))
-        with server_thread(create_app(live), sock) as url:
+        with server_thread(make_app(live), sock) as url:
             yield url
 
 

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from portal.app import create_app
 from portal.settings import Settings
 from tests.conftest import AUTH, CORE_API_KEY, received
 from tests.live_servers import bound_socket, server_thread
@@ -50,14 +49,15 @@ def partner_app() -> Starlette:
 
 
 @pytest.fixture
-def stack(settings: Settings, core_app: Starlette, tmp_path: Path) -> Iterator[dict[str, str]]:
+def stack(settings: Settings, core_app: Starlette, tmp_path: Path, make_app: Any
+          ) -> Iterator[dict[str, str]]:
     """The portal, the demo core API and a partner page under uvicorn, and the provider."""
     portal_socket = bound_socket()
     portal_url = f"http://127.0.0.1:{portal_socket.getsockname()[1]}"
     with (run_provider([f"{portal_url}/oauth/callback"]) as provider,
           server_thread(core_app) as core_url, server_thread(partner_app()) as partner_url):
         catalog, apps = write_config(tmp_path, provider.issuer)
-        app = create_app(replace(
+        app = make_app(replace(
             settings, public_url=portal_url, core_api_url=core_url, core_api_key=CORE_API_KEY,
             catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
             allow_http_loopback=True, allowed_origins=(partner_url,),

@@ -18,7 +18,6 @@ import redis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from portal.app import create_app
 from portal.settings import Settings
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received, session_of, submit
 from tests.live_servers import server_thread
@@ -157,11 +156,12 @@ def test_an_invalid_token_claims_nothing(client: TestClient, make_client: Any) -
 
 # -- two browsers at the same moment, against real servers and the real Redis ----------------
 @pytest.fixture
-def two_workers(settings: Settings, core_app: Starlette) -> Iterator[tuple[str, str]]:
+def two_workers(settings: Settings, core_app: Starlette, make_app: Any
+                ) -> Iterator[tuple[str, str]]:
     """Two portal processes' worth of apps (two stores, one Redis), under real uvicorn."""
     with server_thread(core_app) as core_url:
         live = replace(settings, core_api_url=core_url)
-        with server_thread(create_app(live)) as one, server_thread(create_app(live)) as two:
+        with server_thread(make_app(live)) as one, server_thread(make_app(live)) as two:
             yield one, two
 
 

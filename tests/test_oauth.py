@@ -447,15 +447,13 @@ def test_a_planted_oauth_cookie_is_never_bound_into_the_state(
 
 
 def test_the_oauth_cookie_is_host_prefixed_over_https(
-    settings: Any, core_app: Starlette, provider: Provider, tmp_path: Path,
+    settings: Any, core_app: Starlette, provider: Provider, tmp_path: Path, make_app: Any,
 ) -> None:
     from dataclasses import replace
 
-    from portal.app import create_app
-
     public = "https://portal.example"
     catalog, apps = write_config(tmp_path, provider.issuer)
-    app = create_app(replace(settings, public_url=public, catalog_paths=(str(catalog),),
+    app = make_app(replace(settings, public_url=public, catalog_paths=(str(catalog),),
                              oauth_apps_file=str(apps), allow_http_loopback=True),
                      core_transport=httpx.ASGITransport(app=core_app))
     with TestClient(app, base_url=public, follow_redirects=False) as browser:

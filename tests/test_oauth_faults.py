@@ -27,9 +27,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page, received, session_of
+from tests.hostile_values import HOSTILE_SHOPS
 from tests.live_apps import WebhookReceiver
 from tests.live_servers import RedisServer, bound_socket, server_thread, wait_until
-from tests.test_ssrf import HOSTILE_SHOPS
 
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret-Lp3Qz8Rw1Tx6Vy0Bn4Mc7Kd2Jf9"
@@ -179,6 +179,23 @@ def test_hostile_shop_names_are_refused_before_anything_is_kept(
     assert 'id="shop-error"' in pressed.text
     assert redis_client.keys(f"{redis_prefix}oauth-state:*") == []
     assert session_of(portal, session_id)["status"] == "PENDING"
+
+
+def form_action_of(portal: TestClient, integration: str) -> str:
+    answer = mint(portal, integrationName=integration, authMethodKey="oauth2")
+    page_path, _ = open_page(portal, answer["token"])
+    policy = portal.get(page_path).headers["content-security-policy"]
+    return next(part for part in policy.split("; ") if part.startswith("form-action "))
+
+
+def test_the_sign_in_page_may_post_on_to_the_providers_origin_only(
+    portal: TestClient, provider: tuple[str, Starlette]
+) -> None:
+    """The hand-off form's answer is a 303 to the provider, which browsers check against
+    CSP form-action: the page allows the sign-in origin of the option's authUrl, with a
+    wildcard for a placeholder in front of a fixed suffix, and nothing else."""
+    assert form_action_of(portal, "fake") == f"form-action 'self' {provider[0]}"
+    assert form_action_of(portal, "shopify") == "form-action 'self' https://*.myshopify.com"
 
 
 def test_a_good_shop_signs_in_at_that_shop(portal: TestClient) -> None:

@@ -1,7 +1,7 @@
 """Token and refresh requests (portal/auth/oauth/provider.py), sent with httpx through
-outbound path: both client authentication methods, form and JSON requests, JSON and
-form-encoded answers, OAuth error bodies, size caps, and (issue 8, finding 1) no
-connection at all to a token host that resolves to a refused address, so the client
+the guarded outbound path: both client authentication methods, form and JSON requests,
+JSON and form-encoded answers, OAuth error bodies, size caps, and (issue 8, finding 1)
+no connection at all to a token host that resolves to a refused address, so the client
 secret and the PKCE verifier never leave the portal for it."""
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from portal.auth.oauth.provider import (
 from portal.catalog import OAuthSettings
 from portal.outbound import OutboundPolicy
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page
-from tests.live_servers import server_thread
-from tests.test_outbound import Listener, Names
+from tests.fake_network import Listener, Names
+from tests.live_servers import server_thread, wait_until
 
 T = TypeVar("T")
 APP = ClientApp(client_id="portal-client", client_secret="platform-secret-Qw8Er4Ty6Ui2")
@@ -332,15 +332,17 @@ def test_a_typed_server_url_resolving_to_loopback_never_gets_a_client_hello(
 
         # Control: a connection we open ourselves is the first the listener ever saw.
         socket.create_connection(("127.0.0.1", listener.port)).close()
-        from tests.live_servers import wait_until
         wait_until(lambda: len(listener.connections) >= 1, timeout=5, what="the control")
         assert listener.connections == [b""]
     finally:
         listener.close()
 
 
-def test_the_oauth_module_uses_no_private_authlib_client_code() -> None:
-    source = (Path(__file__).resolve().parent.parent / "portal" / "oauth.py").read_text()
-    for name in ("AsyncOAuth2Client", "_fetch_token", "_refresh_token", "httpx_client",
-                 "base_client", "warnings"):
-        assert name not in source, name
+def test_the_oauth_family_uses_no_private_authlib_client_code() -> None:
+    package = Path(__file__).resolve().parent.parent / "portal" / "auth" / "oauth"
+    sources = {path.name: path.read_text() for path in package.glob("*.py")}
+    assert "provider.py" in sources
+    for file, source in sources.items():
+        for name in ("AsyncOAuth2Client", "_fetch_token", "_refresh_token", "httpx_client",
+                     "base_client", "warnings"):
+            assert name not in source, (file, name)

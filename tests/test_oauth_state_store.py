@@ -5,7 +5,6 @@ written once when a sign-in starts and taken exactly once at the callback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
@@ -16,17 +15,13 @@ from portal.store.oauth_state import (
     MemoryOAuthStateStore,
     OAuthStateStore,
     RedisOAuthStateStore,
-    open_state_store,
 )
+from portal.store.stores import Stores, open_stores
 
 
 @pytest.fixture(params=["redis", "memory"])
-async def states(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
-                 ) -> AsyncIterator[OAuthStateStore]:
-    store: OAuthStateStore = (RedisOAuthStateStore.from_url(redis_url, prefix=redis_prefix)
-                              if request.param == "redis" else MemoryOAuthStateStore())
-    yield store
-    await store.close()
+def states(request: pytest.FixtureRequest, stores: Stores) -> OAuthStateStore:
+    return stores.oauth_states if request.param == "redis" else MemoryOAuthStateStore()
 
 
 async def test_a_state_is_taken_exactly_once(states: OAuthStateStore) -> None:
@@ -85,27 +80,20 @@ async def test_an_expired_memory_state_does_not_block_a_new_one_under_its_key(
     assert await store.take("k") == "new"
 
 
-async def test_a_redis_state_carries_its_ttl(redis_url: str, redis_prefix: str,
-                                             redis_client: redis.Redis) -> None:
-    store = RedisOAuthStateStore.from_url(redis_url, prefix=redis_prefix)
-    try:
-        await store.put("k", "record", ttl=600)
-        assert 590 <= redis_client.ttl(store.key("k")) <= 600
-    finally:
-        await store.close()
+async def test_a_redis_state_carries_its_ttl(stores: Stores, redis_client: redis.Redis
+                                             ) -> None:
+    store = stores.oauth_states
+    assert isinstance(store, RedisOAuthStateStore)
+    await store.put("k", "record", ttl=600)
+    assert 590 <= redis_client.ttl(store.key("k")) <= 600
 
 
 async def test_without_redis_the_embedded_default_keeps_states_in_process(
-    redis_url: str, redis_prefix: str,
+    stores: Stores, redis_prefix: str,
 ) -> None:
-    embedded = open_state_store(None, prefix=redis_prefix)
-    shared = open_state_store(redis_url, prefix=redis_prefix)
-    try:
-        assert isinstance(embedded, MemoryOAuthStateStore)
-        assert isinstance(shared, RedisOAuthStateStore)
-        await embedded.put("k", "in-process", ttl=600)
-        assert await shared.take("k") is None  # nothing went to Redis
-        assert await embedded.take("k") == "in-process"
-    finally:
-        await embedded.close()
-        await shared.close()
+    embedded = open_stores(None, prefix=redis_prefix)
+    assert isinstance(embedded.oauth_states, MemoryOAuthStateStore)
+    assert isinstance(stores.oauth_states, RedisOAuthStateStore)
+    await embedded.oauth_states.put("k", "in-process", ttl=600)
+    assert await stores.oauth_states.take("k") is None  # nothing went to Redis
+    assert await embedded.oauth_states.take("k") == "in-process"

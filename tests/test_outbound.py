@@ -6,17 +6,15 @@ that redirects and proxies from the environment are not followed, and its timeou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ipaddress
 import json
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,94 +31,14 @@ from starlette.routing import Route
 
 from portal import ssrf
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from tests.fake_network import Listener, Names
 from tests.live_servers import server_thread, wait_until
 
 T = TypeVar("T")
 ONLY_127_0_0_1 = OutboundPolicy(allow_networks=(ipaddress.ip_network("127.0.0.1/32"),))
 
 
-# -- helpers: a name service of our own and listeners that record what reached them ------
-class Names:
-    """A name service of the test's own: answers from `table` (other names do not
-    resolve), and keeps every name it was asked for."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.calls: list[str] = []
-
-    async def __call__(self, host: str, port: int) -> list[str]:
-        self.calls.append(host)
-        if host not in self.table:
-            raise OSError(f"{host} does not resolve")
-        return self.table[host]
-
-
-@dataclass
-class Listener:
-    """A TCP socket on loopback that records every connection and its first bytes,
-    then answers a fixed HTTP response (or nothing, when `silent`)."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    silent: bool = False
-    tls: ssl.SSLContext | None = None
-    connections: list[bytes] = field(default_factory=list)
-    server_names: list[str | None] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind((self.host, self.port))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        if self.tls is not None:
-            names: list[str | None] = []
-            self.tls.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment]
-            try:
-                stream: socket.socket = self.tls.wrap_socket(conn, server_side=True)
-            finally:
-                self.server_names.extend(names)
-        else:
-            stream = conn
-        head = stream.recv(4096)
-        if self.silent or not head[:1].isalpha():
-            # Recorded as soon as anything arrives: a ClientHello to a plain listener too.
-            self.connections.append(head)
-            if self.silent:
-                self._stop.wait(5)
-            return
-        while b"\r\n\r\n" not in head:
-            chunk = stream.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        self.connections.append(head)
-        stream.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(timeout=5)
-
-
+# -- helpers ------------------------------------------------------------------------------
 @pytest.fixture
 def listener() -> Iterator[Listener]:
     opened = Listener()

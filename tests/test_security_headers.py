@@ -12,7 +12,6 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from portal.app import create_app
 from portal.settings import Settings, SettingsError
 from portal.tokens import Signer
 from tests.conftest import (
@@ -165,12 +164,9 @@ class BrokenStore:
     async def ping(self) -> None:
         raise RuntimeError("bug")
 
-    async def close(self) -> None:
-        return None
 
-
-def test_unexpected_errors_carry_the_headers_too(settings: Settings) -> None:
-    app = create_app(settings, store=BrokenStore())  # type: ignore[arg-type]
+def test_unexpected_errors_carry_the_headers_too(settings: Settings, make_app: Any) -> None:
+    app = make_app(settings, store=BrokenStore())
     token = Signer(settings.secret_keys).issue_connect_token(str(uuid.uuid4()), 2**40)
     with TestClient(app, base_url=PORTAL_URL, raise_server_exceptions=False) as client:
         page = client.get("/connect", params={"token": token})

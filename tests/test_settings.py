@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from portal.cli import main
 from portal.settings import Settings, SettingsError
+from tests.live_servers import CONNECT_PORTAL, process_env
 
 GOOD_KEY = "k" * 40
+# Everything `serve` requires, so that only the variable under test can stop it.
+SERVE_ENV = {
+    "PORTAL_SECRET_KEYS": GOOD_KEY,
+    "PORTAL_API_KEYS": "a" * 20,
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "CORE_API_URL": "http://127.0.0.1:9",
+    "CORE_API_KEY": "c" * 20,
+}
 
 
 def test_defaults_are_sane() -> None:
@@ -42,6 +53,10 @@ def test_lists_and_origins_are_parsed() -> None:
     ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
     ({"CORE_API_URL": "https://core.example"}, "CORE_API_KEY"),
     ({"PORTAL_LOG_LEVEL": "LOUD"}, "PORTAL_LOG_LEVEL"),
+    ({"PORTAL_OUTBOUND_ALLOW": "0.0.0.0/0"}, "PORTAL_OUTBOUND_ALLOW"),
+    ({"PORTAL_HOST": "http://0.0.0.0"}, "PORTAL_HOST"),
+    ({"PORTAL_PORT": "65536"}, "PORTAL_PORT"),
+    ({"PORTAL_WORKERS": "two"}, "PORTAL_WORKERS"),
 ])
 def test_invalid_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
@@ -57,4 +72,60 @@ def test_serve_refuses_to_start_without_secret_or_api_keys(
     assert "PORTAL_SECRET_KEYS is required" in capsys.readouterr().err
     monkeypatch.setenv("PORTAL_SECRET_KEYS", GOOD_KEY)
     assert main(["serve"]) == 2
+    assert "CORE_API_URL and CORE_API_KEY are required" in capsys.readouterr().err
+    monkeypatch.setenv("CORE_API_URL", "https://core.example")
+    monkeypatch.setenv("CORE_API_KEY", "c" * 20)
+    assert main(["serve"]) == 2
     assert "PORTAL_API_KEYS is required" in capsys.readouterr().err
+
+
+def test_settings_made_in_code_are_checked_like_the_environment() -> None:
+    with pytest.raises(SettingsError, match="PORTAL_OUTBOUND_ALLOW: '::/0' would allow"):
+        Settings(outbound_allow="::/0")
+    with pytest.raises(SettingsError, match="PORTAL_SECRET_KEYS is required"):
+        Settings().require_runnable()
+    with pytest.raises(SettingsError, match="CORE_API_URL and CORE_API_KEY are required"):
+        Settings(secret_keys=(GOOD_KEY,), core_api_url="https://core.example"
+                 ).require_runnable()
+
+
+def test_where_serve_listens_comes_from_the_environment() -> None:
+    default = Settings.from_env({})
+    assert (default.host, default.port, default.workers) == ("0.0.0.0", 8000, 2)  # noqa: S104
+    chosen = Settings.from_env({"PORTAL_HOST": "::1", "PORTAL_PORT": "9000",
+                                "PORTAL_WORKERS": "4"})
+    assert (chosen.host, chosen.port, chosen.workers) == ("::1", 9000, 4)
+    assert Settings.from_env({"PORTAL_HOST": "portal-1.internal"}).host == "portal-1.internal"
+
+
+@pytest.mark.parametrize(("variable", "value", "flags"), [
+    ("PORTAL_PORT", "abc", ()),
+    ("PORTAL_PORT", "70000", ()),
+    ("PORTAL_PORT", "", ("--port", "-1")),
+    ("PORTAL_HOST", "not a host", ()),
+    ("PORTAL_HOST", "nowhere.invalid", ()),
+    ("PORTAL_HOST", "", ("--host", "bad_name")),
+    ("PORTAL_WORKERS", "x", ()),
+    ("PORTAL_WORKERS", "0", ()),
+    ("PORTAL_WORKERS", "", ("--workers", "1.5")),
+])
+def test_a_bad_listen_setting_stops_serve_with_exit_2_naming_the_variable(
+    variable: str, value: str, flags: tuple[str, ...],
+) -> None:
+    env = {**SERVE_ENV, variable: value} if value else SERVE_ENV
+    result = subprocess.run([CONNECT_PORTAL, "serve", *flags], env=process_env(env),
+                            capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_variable_stops_the_demo_with_exit_2_naming_it() -> None:
+    result = subprocess.run([CONNECT_PORTAL, "demo"],
+                            env=process_env({"PORTAL_VERIFY_CREDENTIALS": "maybe"}),
+                            capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert "PORTAL_VERIFY_CREDENTIALS" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,6 +18,8 @@ from starlette.testclient import TestClient
 from portal import ssrf
 from tests.catalog_server import provider_app
 from tests.conftest import mint, open_page, received, submit
+from tests.fake_network import Names
+from tests.hostile_values import HOSTILE_SHOPS
 from tests.live_servers import server_thread
 
 GENERIC = "Check this value."
@@ -138,26 +140,6 @@ def test_hostile_site_urls_are_refused_on_the_field_and_nothing_is_fetched(
     assert received(core_app) == []
 
 
-HOSTILE_SHOPS = [
-    "evil.com#.myshopify.com",
-    "evil.com#",
-    "evil.com",
-    "a@b",
-    "-x",
-    "x-",
-    "a" * 64,
-    "127.0.0.1",
-    "shop/../admin",
-    "shop%2e",
-    "sh op",
-    "shop:443",
-    "shop\r\nHost: evil",
-    "[::1]",
-    "shöp",
-    "shop_1",
-]
-
-
 @pytest.mark.parametrize("shop", HOSTILE_SHOPS)
 def test_hostile_subdomains_are_refused_on_the_field_and_nothing_is_fetched(
     guarded: TestClient, provider: tuple[str, Starlette], core_app: Starlette, shop: str
@@ -246,8 +228,6 @@ def test_templates_percent_encode_values_after_the_host() -> None:
 # -- issue 8, finding 9: host names the core API will connect to ---------------------------
 @pytest.fixture
 def mail_form(make_client: Any, tmp_path: Path) -> tuple[TestClient, Any]:
-    from tests.test_outbound import Names
-
     entry = {
         "name": "mailer", "displayName": "Mailer", "category": "Testing",
         "description": "An SMTP server the user names.", "website": "https://mailer.example",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -13,17 +12,18 @@ from portal.sessions import ConnectSession, SessionStatus
 from portal.store import SessionNotFound, SessionStore, TransitionRefused
 from portal.store.memory import MemorySessionStore
 from portal.store.redis import RedisSessionStore
+from portal.store.stores import Stores
+
+
+@pytest.fixture
+def redis_store(stores: Stores) -> RedisSessionStore:
+    assert isinstance(stores.sessions, RedisSessionStore)
+    return stores.sessions
 
 
 @pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
-                ) -> AsyncIterator[SessionStore]:
-    if request.param == "redis":
-        store: SessionStore = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
-    else:
-        store = MemorySessionStore()
-    yield store
-    await store.close()
+def store(request: pytest.FixtureRequest, stores: Stores) -> SessionStore:
+    return stores.sessions if request.param == "redis" else MemorySessionStore()
 
 
 def new_session(session_id: str = "3f1c7f0e-0000-4000-8000-000000000001") -> ConnectSession:
@@ -94,15 +94,14 @@ async def test_only_one_of_many_racing_submits_wins(store: SessionStore) -> None
     assert outcomes.count(True) == 1
 
 
-async def test_redis_keys_carry_a_ttl(redis_url: str, redis_prefix: str,
+async def test_redis_keys_carry_a_ttl(redis_store: RedisSessionStore,
                                       redis_client: redis.Redis) -> None:
-    store = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    store = redis_store
     session = new_session()
     await store.create(session, ttl=900)
     await store.transition(session.id, SessionStatus.CONNECTING)
     ttl = redis_client.ttl(store.key(session.id))
     assert 890 <= ttl <= 900  # transitions keep the TTL
-    await store.close()
 
 
 async def test_memory_sessions_expire_after_their_ttl() -> None:
@@ -156,15 +155,14 @@ async def test_only_one_of_many_racing_browsers_claims_the_session(store: Sessio
 
 
 async def test_redis_claim_lives_in_the_session_key_and_keeps_its_ttl(
-    redis_url: str, redis_prefix: str, redis_client: redis.Redis,
+    redis_store: RedisSessionStore, redis_prefix: str, redis_client: redis.Redis,
 ) -> None:
-    store = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    store = redis_store
     session = new_session()
     await store.create(session, ttl=900)
     await store.claim(session.id, "browser-a")
     assert 890 <= redis_client.ttl(store.key(session.id)) <= 900
     assert list(redis_client.scan_iter(match=f"{redis_prefix}*")) == [store.key(session.id)]
-    await store.close()
 
 
 async def test_memory_claim_expires_with_its_session() -> None:

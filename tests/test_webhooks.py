@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from portal.settings import Settings, SettingsError
 from portal.webhooks import WebhookSender, sign
 from tests.conftest import CORE_API_KEY, PARTNER_ORIGIN, mint, open_page, submit
+from tests.fake_network import Listener, Names
 from tests.live_apps import WebhookReceiver, refusing_core
 from tests.live_servers import server_thread, wait_until
 
@@ -182,8 +183,6 @@ def test_a_token_webhook_url_on_a_private_address_gets_nothing_while_the_operato
     """The operator's PORTAL_WEBHOOK_URL host is trusted (here plain http on loopback); a
     token's own webhookUrl goes through the outbound policy: a public-looking name that
     resolves to 127.0.0.1 never gets a connection, and is not retried."""
-    from tests.test_outbound import Listener, Names
-
     hooks, url = receiver
     inside = Listener()
     try:

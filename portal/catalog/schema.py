@@ -1,8 +1,9 @@
 """The shape of a catalog entry: an integration, its auth options and their fields.
 
-The vocabulary is DESIGN.md's: auth types `OAUTH2`, `PLATFORM_OAUTH2`, `SECRET_TEXT`,
-`BASIC_AUTH`, `CUSTOM_AUTH`; field types `SHORT_TEXT`, `LONG_TEXT`, `SECRET_TEXT`,
-`NUMBER`, `CHECKBOX`, `STATIC_DROPDOWN` and `MARKDOWN` help blocks.
+The vocabulary is the catalog file format's (docs/catalog.md): auth types `OAUTH2`,
+`PLATFORM_OAUTH2`, `SECRET_TEXT`, `BASIC_AUTH`, `CUSTOM_AUTH`; field types `SHORT_TEXT`,
+`LONG_TEXT`, `SECRET_TEXT`, `NUMBER`, `CHECKBOX`, `STATIC_DROPDOWN` and `MARKDOWN` help
+blocks.
 """
 
 from __future__ import annotations

@@ -56,23 +56,10 @@ class SessionStore(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def close(self) -> None: ...
-
-
-def open_store(redis_url: str | None, *, prefix: str) -> SessionStore:
-    if redis_url:
-        from portal.store.redis import RedisSessionStore
-
-        return RedisSessionStore.from_url(redis_url, prefix=prefix)
-    from portal.store.memory import MemorySessionStore
-
-    return MemorySessionStore()
-
 
 __all__ = [
     "SessionNotFound",
     "SessionStore",
     "StoreUnavailable",
     "TransitionRefused",
-    "open_store",
 ]

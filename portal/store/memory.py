@@ -55,9 +55,6 @@ class MemorySessionStore:
     async def ping(self) -> None:
         return None
 
-    async def close(self) -> None:
-        self._records.clear()
-
     def _live(self, session_id: str) -> dict[str, str] | None:
         entry = self._records.get(session_id)
         if entry is None:

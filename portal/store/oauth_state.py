@@ -24,21 +24,14 @@ class OAuthStateStore(Protocol):
         """The value, removed in the same step; None when missing or expired."""
         ...
 
-    async def close(self) -> None: ...
-
 
 class RedisOAuthStateStore:
+    """On the process's one Redis client, shared with the session store
+    (portal/store/stores.py)."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str) -> RedisOAuthStateStore:
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2,
-            health_check_interval=30, max_connections=32,
-        )
-        return cls(client, prefix=prefix)
 
     def key(self, key: str) -> str:
         return f"{self._prefix}oauth-state:{key}"
@@ -55,9 +48,6 @@ class RedisOAuthStateStore:
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         return value if isinstance(value, str) else None
-
-    async def close(self) -> None:
-        await self._redis.aclose()
 
 
 class MemoryOAuthStateStore:
@@ -76,12 +66,3 @@ class MemoryOAuthStateStore:
         if entry is None or entry[0] <= time.monotonic():
             return None
         return entry[1]
-
-    async def close(self) -> None:
-        self._values.clear()
-
-
-def open_state_store(redis_url: str | None, *, prefix: str) -> OAuthStateStore:
-    if redis_url:
-        return RedisOAuthStateStore.from_url(redis_url, prefix=prefix)
-    return MemoryOAuthStateStore()

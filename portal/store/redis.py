@@ -2,7 +2,8 @@
 
 A session is read on every lookup and poll, and changed a handful of times in its life,
 so it is kept as one value that a single GET returns, and transitions decode, check and
-re-encode it inside Redis. This module is the only place that talks to Redis.
+re-encode it inside Redis. The client is the process's one Redis client, shared with the
+OAuth state store and closed by its owner (portal/store/stores.py).
 """
 
 from __future__ import annotations
@@ -60,18 +61,6 @@ class RedisSessionStore:
         self._claim = client.register_script(_CLAIM)
         self.description = "Redis"
 
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str) -> RedisSessionStore:
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            health_check_interval=30,
-            max_connections=64,
-        )
-        return cls(client, prefix=prefix)
-
     def key(self, session_id: str) -> str:
         return f"{self._prefix}session:{session_id}"
 
@@ -125,9 +114,6 @@ class RedisSessionStore:
             await self._redis.ping()
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
-
-    async def close(self) -> None:
-        await self._redis.aclose()
 
 
 def _encode(value: object) -> str:

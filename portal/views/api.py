@@ -52,19 +52,21 @@ async def poll_session(request: Request) -> Response:
             raise ValidationFailed("The request body must be a JSON object with a token.")
         session = await flow.session_by_token(body.get("token"))
     except PortalError as exc:
-        return _with_cors(error_response(exc), origin if flow.may_call_poll(origin) else None)
-    readable = origin is not None and origin in flow.target_origins(session)
+        allowed = origin if flow.returns.may_call_poll(origin) else None
+        return _with_cors(error_response(exc), allowed)
+    readable = flow.returns.may_read_poll(origin, session)
     return _with_cors(json_response(session.public()), origin if readable else None)
 
 
 async def poll_preflight(request: Request) -> Response:
     origin = request.headers.get("origin")
     response = Response(status_code=204)
-    if flow_of(request).may_call_poll(origin):
+    allowed = flow_of(request).returns.may_call_poll(origin)
+    if allowed:
         response.headers["access-control-allow-methods"] = "POST"
         response.headers["access-control-allow-headers"] = "content-type"
         response.headers["access-control-max-age"] = "600"
-    return _with_cors(response, origin if flow_of(request).may_call_poll(origin) else None)
+    return _with_cors(response, origin if allowed else None)
 
 
 def _with_cors(response: Response, allowed_origin: str | None) -> Response:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from portal.errors import PortalError, SessionClosed
-from portal.flow import RESULT_RETENTION, ConnectFlow, ConnectResult, FormRejected
-from portal.middleware import allow_form_action
+from portal.auth.family import FormRejected, SendBrowser, Submission
+from portal.csrf import check_form_post
+from portal.errors import SessionClosed
+from portal.flow import RESULT_RETENTION, ConnectFlow
+from portal.return_path import ConnectResult
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import MAX_TOKEN_TTL
 from portal.tokens import BrowserBinding
 from portal.views.common import flow_of
+from portal.views.render import redirect, render, render_option_page, render_result
 
 BINDING_COOKIE = "portal_binding"
 # Site-wide, so that it reaches `GET /connect` (the binding cookie only reaches its
@@ -67,7 +69,7 @@ async def show_session(request: Request) -> Response:
         request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
     )
     if session.status.is_final:
-        return render_result(request, flow.result(session))
+        return render_result(request, flow.returns.result(session))
     csrf = flow.signer.csrf_token(binding)
     if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html", {"session": session}, status_code=409)
@@ -77,7 +79,7 @@ async def show_session(request: Request) -> Response:
     assert integration is not None
     if flow.auth_option(session, integration) is None:
         return render_auth_methods(request, flow, session, csrf)
-    return render_form(request, flow, session, csrf, FormRejected(errors={}, values={}))
+    return render_option_page(request, flow, session, csrf, FormRejected(errors={}, values={}))
 
 
 async def read_bound_form(
@@ -92,9 +94,11 @@ async def read_bound_form(
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART
     ) as form_data:
         form = {key: value for key, value in form_data.items() if isinstance(value, str)}
-    flow.check_csrf(
+    check_form_post(
+        flow.signer,
         binding,
         form.get("csrf_token"),
+        public_origin=flow.settings.public_origin,
         origin=request.headers.get("origin"),
         fetch_site=request.headers.get("sec-fetch-site"),
     )
@@ -112,24 +116,60 @@ async def submit_session(request: Request) -> Response:
         await flow.choose_auth_method(session, form.get("auth_method"))
         return redirect(f"/connect/s/{session.id}")
 
+    return await submit_to_family(request, session, binding, form, on_result=_show_result)
+
+
+async def submit_to_family(
+    request: Request,
+    session: ConnectSession,
+    binding: BrowserBinding,
+    form: dict[str, str],
+    *,
+    on_result: Callable[[Request, ConnectResult, bool], Response],
+) -> Response:
+    """A bound, CSRF-checked form post, handed to the chosen option's family by the flow.
+
+    A session that finished meanwhile shows its result; errors show the option's page
+    again; `on_result(request, result, opener)` answers a session that ended here."""
+    flow = flow_of(request)
     try:
-        outcome = await flow.submit_credentials(session, form)
+        outcome = await flow.submit(session, Submission(form=form, cookies=request.cookies))
     except SessionClosed:
         current = await flow.session_by_id(session.id)
         if current.status.is_final:
-            return render_result(request, flow.result(current))
+            return render_result(request, flow.returns.result(current))
         raise
     if isinstance(outcome, FormRejected):
-        return render_form(
+        return render_option_page(
             request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
         )
-    if outcome.redirect_url and form.get("opener") != "1":
-        return redirect(outcome.redirect_url)
-    return render_result(request, outcome)
+    if isinstance(outcome, SendBrowser):
+        return send_browser(request, flow, outcome)
+    return on_result(request, outcome, form.get("opener") == "1")
 
 
-def redirect(url: str) -> Response:
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+def _show_result(request: Request, result: ConnectResult, opener: bool) -> Response:
+    if result.redirect_url and not opener:
+        return redirect(result.redirect_url)
+    return render_result(request, result)
+
+
+def send_browser(request: Request, flow: ConnectFlow, outcome: SendBrowser) -> Response:
+    """On to where a family needs the browser next, with the cookie that binds it there."""
+    response = redirect(outcome.url)
+    if outcome.cookie is not None:
+        response.set_cookie(
+            outcome.cookie.name,
+            outcome.cookie.value,
+            max_age=outcome.cookie.max_age,
+            # Site-wide, so flows started side by side in one browser share it; `__Host-`
+            # names require exactly this path and no domain.
+            path="/",
+            secure=flow.settings.secure_cookies,
+            httponly=True,
+            samesite="lax",  # sent on the provider's top-level redirect back to us
+        )
+    return response
 
 
 def render_picker(
@@ -155,60 +195,3 @@ def render_auth_methods(
         "integration": integration,
         "options": flow.runnable_options(integration),
     })
-
-
-def render_form(
-    request: Request,
-    flow: ConnectFlow,
-    session: ConnectSession,
-    csrf: str,
-    rejected: FormRejected,
-    status_code: int = 200,
-) -> Response:
-    integration = flow.integration_of(session)
-    assert integration is not None
-    option = flow.auth_option(session, integration)
-    assert option is not None
-    if option.type.is_oauth:
-        from portal.views.oauth import render_start
-
-        return render_start(request, flow, session, integration, option, csrf, rejected,
-                            status_code)
-    # The form may end in a 303 to the partner's redirect URI; CSP form-action must allow it.
-    allow_form_action(request.state, *flow.redirect_origins(session))
-    response = render(request, "connect.html", {
-        "session": session,
-        "integration": integration,
-        "option": option,
-        "csrf_token": csrf,
-        "errors": rejected.errors,
-        "values": rejected.values,
-        "notice": rejected.notice,
-        "checked": option.verification is not None and flow.settings.verify_credentials,
-    }, status_code=status_code)
-    return response
-
-
-def render_result(request: Request, result: ConnectResult) -> Response:
-    payload = {"message": result.message, "targetOrigins": list(result.target_origins)}
-    return render(request, "result.html", {
-        "session": result.session,
-        "result": result,
-        "payload_json": json.dumps(payload).replace("<", "\\u003c"),
-    })
-
-
-def render_error(request: Request, exc: PortalError) -> Response:
-    return render(request, "error.html", {"code": exc.code, "status": exc.status},
-                  status_code=exc.status)
-
-
-def render(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
-) -> Response:
-    response: Response = request.app.state.templates.TemplateResponse(
-        request, template, context, status_code=status_code
-    )
-    response.headers["cache-control"] = "no-store"
-    return response
-

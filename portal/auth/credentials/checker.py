@@ -23,6 +23,7 @@ import httpx
 from portal import ssrf
 from portal.catalog import Verification
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from portal.ssrf import Refusal
 
 logger = logging.getLogger("portal.auth.credentials.checker")
 
@@ -44,7 +45,8 @@ class Outcome(StrEnum):
 class CheckResult:
     outcome: Outcome
     field: str | None = None  # the field to blame (REJECTED, UNSAFE, UNSENDABLE)
-    reason: str = ""  # a short code for logs and templates, never a secret
+    reason: str = ""  # a short code for logs, never a secret
+    refusal: Refusal | None = None  # UNSAFE: why the guard or the policy refused the URL
 
 
 class CredentialChecker:
@@ -79,7 +81,8 @@ class CredentialChecker:
             )
         except ssrf.UnsafeUrl as exc:
             logger.info("credential check refused by the SSRF guard: %s", exc.reason)
-            return CheckResult(Outcome.UNSAFE, field=exc.field, reason=exc.reason)
+            return CheckResult(Outcome.UNSAFE, field=exc.field, reason=exc.reason,
+                               refusal=exc.reason)
         return await self._send(verification, values, url)
 
     async def _send(
@@ -106,7 +109,7 @@ class CredentialChecker:
             logger.info("credential check to %s refused by the outbound policy: %s",
                         url.host, exc.reason)
             return CheckResult(Outcome.UNSAFE, field=_host_field(verification),
-                               reason=exc.reason)
+                               reason=exc.reason, refusal=exc.reason)
         except httpx.TimeoutException:
             logger.warning("credential check: %s timed out", url.host)
             return CheckResult(Outcome.UNAVAILABLE, reason="timeout")

@@ -1,0 +1,75 @@
+"""How the hosted pages are rendered: one page per session step, never cached."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from portal.auth.family import FormRejected
+from portal.errors import PortalError
+from portal.flow import ConnectFlow
+from portal.middleware import allow_form_action
+from portal.return_path import ConnectResult
+from portal.sessions import ConnectSession
+
+
+def render_option_page(
+    request: Request,
+    flow: ConnectFlow,
+    session: ConnectSession,
+    csrf: str,
+    rejected: FormRejected,
+    status_code: int = 200,
+) -> Response:
+    """The page of the chosen auth option, as its family draws it (a credential form, or
+    the hand-off to an OAuth provider after the props its URLs need)."""
+    integration = flow.integration_of(session)
+    assert integration is not None
+    option = flow.auth_option(session, integration)
+    assert option is not None
+    family = flow.families.family_for(option)
+    # The form's answer may be a 303 to the family's next stop (a provider's sign-in) or
+    # to the partner's redirect URI; CSP form-action must allow them.
+    allow_form_action(request.state, *family.form_action_sources(option),
+                      *flow.returns.redirect_origins(session))
+    return render(request, family.page, {
+        "session": session,
+        "integration": integration,
+        "option": option,
+        "csrf_token": csrf,
+        "errors": rejected.errors,
+        "values": rejected.values,
+        "notice": rejected.notice,
+        **family.page_context(option),
+    }, status_code=status_code)
+
+
+def render_result(request: Request, result: ConnectResult) -> Response:
+    payload = {"message": result.message, "targetOrigins": list(result.target_origins)}
+    return render(request, "result.html", {
+        "session": result.session,
+        "result": result,
+        "payload_json": json.dumps(payload).replace("<", "\\u003c"),
+    })
+
+
+def render_error(request: Request, exc: PortalError) -> Response:
+    return render(request, "error.html", {"code": exc.code, "status": exc.status},
+                  status_code=exc.status)
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, template, context, status_code=status_code
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
