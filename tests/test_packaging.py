@@ -1,7 +1,9 @@
-"""The wheel carries the templates, static files, catalog and OpenAPI document it needs."""
+"""The wheel carries every module of the portal and the templates, static files, catalog
+and OpenAPI document it needs."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,9 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> None:
+    # Built from a clean copy: a `build/` left in the checkout would hand setuptools
+    # modules that pyproject.toml no longer lists.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".git", ".venv", ".test-run", "node_modules", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path), str(REPO)],
+         "-w", str(tmp_path), str(source)],
         check=True, capture_output=True,
     )
     [wheel] = tmp_path.glob("connect_portal-*.whl")
@@ -23,7 +30,7 @@ def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> Non
     } | {"portal/static/" + path.name for path in (REPO / "static").iterdir()} | {
         "portal/openapi.json", "portal/catalog/integrations.json", "portal/py.typed",
         "portal/catalog/catalog.schema.json",
-    }
+    } | {str(path.relative_to(REPO)) for path in (REPO / "portal").rglob("*.py")}
     assert expected <= names, sorted(expected - names)
     entry_points = zipfile.ZipFile(wheel).read(
         next(name for name in names if name.endswith("entry_points.txt"))
