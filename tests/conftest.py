@@ -108,9 +108,19 @@ def make_app() -> Any:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own (not the shared one), to stop and start."""
+    yield from _own_redis(tcp=False)
+
+
+@pytest.fixture
+def own_tcp_redis() -> Iterator[RedisServer]:
+    """The same, its URL a loopback port: what a restart does to a pool of TCP connections."""
+    yield from _own_redis(tcp=True)
+
+
+def _own_redis(*, tcp: bool) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is installed by ./dev test")
-    server = RedisServer().start()
+    server = RedisServer(tcp=tcp).start()
     yield server
     server.close()
 

@@ -76,6 +76,13 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port free now, for a server that cannot take a bound socket (Redis)."""
+    with bound_socket() as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}"
@@ -387,17 +394,23 @@ class RedisServer:
     persistence: `stop` (kill -9) loses everything, `start` brings back an empty Redis at
     the same URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tcp: bool = False) -> None:
+        """`tcp`: clients use a free loopback port as well (the URL is of that port), as
+        in production, where a connection to a restarted Redis fails as it does not on a
+        Unix socket. It stays the same port across `stop` and `start`."""
         # A short path: a Unix socket's path is limited to about a hundred bytes.
         self.directory = Path(tempfile.mkdtemp(prefix="redis-"))
         self.path = self.directory / "redis.sock"
-        self.url = f"unix://{self.path}?db=0"
+        self.port = free_port() if tcp else 0
+        self.url = (f"redis://127.0.0.1:{self.port}/0" if tcp
+                    else f"unix://{self.path}?db=0")
         self.process: ServerProcess | None = None
 
     def start(self) -> RedisServer:
         if self.process is None:
             self.process = ServerProcess(
-                ["redis-server", "--port", "0", "--unixsocket", str(self.path),
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--unixsocket", str(self.path),
                  "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
                  "--dir", str(self.directory)],
                 sockets=[], ready_urls=[], env={}, log_path=self.directory / "redis.log")

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from portal.store import SessionStore
 from portal.store.memory import MemorySessionStore
@@ -22,6 +26,9 @@ from portal.store.redis import RedisSessionStore
 
 # Redis connections one process may hold at once, both stores together.
 MAX_CONNECTIONS = 96
+# Seconds a request waits for a pooled connection while all are busy, before the store
+# answers unavailable (503): a burst beyond the pool queues instead of failing.
+POOL_WAIT = 5
 
 
 @dataclass(frozen=True)
@@ -43,13 +50,39 @@ def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
     Nothing connects yet: the pool opens a connection when a store first needs one."""
     if not redis_url:
         return Stores(sessions=MemorySessionStore(), oauth_states=MemoryOAuthStateStore())
-    client = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=2,
+        # The pool checks a connection as it hands it out (a socket closed by a restarted
+        # Redis is reopened then); one idle longer than this is also PINGed first.
         health_check_interval=30,
-        max_connections=MAX_CONNECTIONS,
+        retry=_one_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     return Stores(sessions=RedisSessionStore(client, prefix=prefix),
                   oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client)
+
+
+def _one_retry() -> Retry:
+    """One more try, on a fresh connection, after a connection error or a timeout.
+
+    It covers a connection that broke between its check and its command (Redis restarted,
+    a network blip), so a caller never sees a failure the next attempt would not have.
+    The command may have run before the error (a timeout after it was sent), so every
+    command the stores send must be safe to send twice, and is:
+    - reads (GET, PING) change nothing;
+    - a session's SET is of a new key with the same value and TTL;
+    - a transition (Lua) checks the status it moves from in the same atomic step, so it
+      is never applied twice: a re-sent one that had landed finds the session moved on
+      and is refused, the answer a caller that lost a race gets (and without the retry it
+      would have been told the store was unavailable); a claim by the same holder
+      answers the same again;
+    - an OAuth state's SET NX does not overwrite, and its GETDEL gives a state out at most
+      once: a re-sent GETDEL that had landed reads "already used", never a second use.
+    """
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)
