@@ -130,19 +130,32 @@ class ConnectFlow:
         return session
 
     async def session_by_token(self, token: object) -> ConnectSession:
+        """The session of a token that is valid now (opening the link)."""
         try:
             claims = self.signer.read_connect_token(token, now=self.clock())
         except TokenRefused as exc:
-            if exc.reason == "missing":
-                raise MissingToken("A connect token is required.") from None
-            if exc.reason == "expired":
-                raise InvalidTokenError(
-                    "The connect token has expired.", details={"reason": "expired"}
-                ) from None
-            raise InvalidTokenError(
-                "The connect token is not valid.", details={"reason": "invalid"}
-            ) from None
+            raise _token_error(exc.reason) from None
         return await self.session_by_id(claims.session_id)
+
+    async def polled_session(self, token: object) -> ConnectSession:
+        """The session a backend (or connect.js) polls with its token.
+
+        The token must be one this portal signed. Once the session is final its result
+        stays readable with the token after it expires, for as long as the record is kept
+        (RESULT_RETENTION): a backend that polls a moment late still learns the outcome.
+        An expired token of a session that is not final (or no longer kept) is refused
+        as expired."""
+        try:
+            claims = self.signer.read_signed_connect_token(token)
+        except TokenRefused as exc:
+            raise _token_error(exc.reason) from None
+        session = await self._store(self.store.get(claims.session_id))
+        expired = claims.expires_at <= self.clock()
+        if expired and (session is None or not session.status.is_final):
+            raise _token_error("expired")
+        if session is None:
+            raise SessionNotFoundError("No connect session with that id.")
+        return session
 
     # -- hosted pages ---------------------------------------------------------------
     async def open(
@@ -355,6 +368,15 @@ class ConnectFlow:
     @staticmethod
     async def _store(awaitable: Awaitable[T]) -> T:
         return await answered_by_store(awaitable, "session store")
+
+
+def _token_error(reason: str) -> MissingToken | InvalidTokenError:
+    """The answer for a connect token refused for `reason` (TokenRefused.reason)."""
+    if reason == "missing":
+        return MissingToken("A connect token is required.")
+    if reason == "expired":
+        return InvalidTokenError("The connect token has expired.", details={"reason": "expired"})
+    return InvalidTokenError("The connect token is not valid.", details={"reason": "invalid"})
 
 
 def _closed(status: SessionStatus) -> SessionClosed:

@@ -135,6 +135,11 @@ OPERATIONS = (
     Operation(
         "/api/v1/connect/session/poll", "post",
         "Poll a session with its connect token (no API key)", api_key=False, body=PollRequest,
+        description=(
+            "A `COMPLETED` or `FAILED` session stays readable with its token after the token "
+            "expires, for as long as the session is kept (an hour); an expired token of a "
+            "session that is not final is `401 INVALID_TOKEN` with `details.reason` "
+            "`expired`. A token the portal did not sign reads nothing."),
         answers=(Answer(200, "The session, flat", SessionAnswer), INVALID, UNAUTHORIZED,
                  NOT_FOUND, TOO_LARGE, STORE_DOWN),
     ),

@@ -50,7 +50,7 @@ async def poll_session(request: Request) -> Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ValidationFailed("The request body must be a JSON object with a token.")
-        session = await flow.session_by_token(body.get("token"))
+        session = await flow.polled_session(body.get("token"))
     except PortalError as exc:
         allowed = origin if flow.returns.may_call_poll(origin) else None
         return _with_cors(error_response(exc), allowed)
