@@ -1,8 +1,8 @@
 """The floor the portal is measured against: a bare Starlette endpoint doing one Redis GET.
 
 Run under uvicorn with `--factory bench.floor:create_floor_app`; it reads
-`BENCH_REDIS_URL` and `BENCH_REDIS_PREFIX`. The Redis client is configured the way the
-portal's store configures its own, so the only difference left is the portal's work.
+`BENCH_REDIS_URL` and `BENCH_REDIS_PREFIX`. The Redis client is the portal's own
+(`portal.store.stores.redis_client`), so the only difference left is the portal's work.
 
 For `bench/run.py --breakdown`, two steps between the floor and the portal:
 `GET /record/{sessionId}` reads the portal's session record (one GET), parses it and
@@ -18,7 +18,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,15 +26,13 @@ from starlette.routing import Route
 
 from portal.logs import configure_logging
 from portal.middleware import PortalMiddleware
+from portal.store.stores import redis_client
 
 
 def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
     url = os.environ["BENCH_REDIS_URL"]
     prefix = os.environ["BENCH_REDIS_PREFIX"]
-    client = aioredis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2,
-        health_check_interval=30, max_connections=64,
-    )
+    client = redis_client(url)
 
     async def lookup(request: Request) -> Response:
         value = await client.get(f"{prefix}floor:{request.path_params['key']}")

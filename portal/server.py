@@ -22,10 +22,12 @@ bound in pyproject.toml keeps it there): the parser callbacks `on_message_begin`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import http
 import logging
 import os
+import socket
 from asyncio import TimerHandle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,20 @@ from uvicorn.server import ServerState
 from portal.settings import Settings
 
 logger = logging.getLogger("portal.server")
+
+
+def disable_nagle(sock: Any) -> None:
+    """Send each answer at once (TCP_NODELAY) on a TCP connection.
+
+    uvicorn wraps an inherited listening socket (`--fd`, as `serve --fd` and socket
+    activation run it) as AF_UNIX whatever it is, so asyncio never sets TCP_NODELAY on the
+    TCP connections it accepts; Nagle's algorithm then holds a small answer until the
+    client's delayed ACK, about 40 ms per request on a keep-alive connection. On a real
+    Unix socket the option does not exist, and nothing is done."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +120,7 @@ class PortalHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        disable_nagle(transport.get_extra_info("socket"))
         # Covers the wait for the first byte too: an idle connection is a slow head.
         self._set_deadline("head", self.limits.timeout, self._close)
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from portal.server import disable_nagle
 from tests.live_servers import (
     LOOPBACK,
     bound_socket,
+    loopback_socket,
     process_env,
     serve_command,
     serve_process,
@@ -280,3 +282,20 @@ def test_a_bad_limit_stops_serve_with_exit_2_naming_the_variable(
         )
     assert result.returncode == 2, result.stderr
     assert variable in result.stderr
+
+
+def test_tcp_answers_are_not_held_back_on_an_inherited_socket() -> None:
+    """uvicorn sees an inherited socket as AF_UNIX (`--fd`); the portal's protocol still
+    turns Nagle's algorithm off on the TCP connections it accepts (a held-back answer
+    waits for the client's delayed ACK, about 40 ms a request)."""
+    with loopback_socket() as listener, socket.create_connection(listener.getsockname()):
+        accepted, _ = listener.accept()
+        with accepted, socket.fromfd(accepted.fileno(), socket.AF_UNIX,
+                                     socket.SOCK_STREAM) as as_uvicorn_sees_it:
+            assert as_uvicorn_sees_it.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            disable_nagle(as_uvicorn_sees_it)
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        disable_nagle(left)  # a real Unix socket: nothing to set, and no error
+        disable_nagle(None)

@@ -50,6 +50,13 @@ def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
     Nothing connects yet: the pool opens a connection when a store first needs one."""
     if not redis_url:
         return Stores(sessions=MemorySessionStore(), oauth_states=MemoryOAuthStateStore())
+    client = redis_client(redis_url)
+    return Stores(sessions=RedisSessionStore(client, prefix=prefix),
+                  oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client)
+
+
+def redis_client(redis_url: str) -> aioredis.Redis:
+    """The portal's Redis client (bench/floor.py measures against the same one)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         redis_url,
         max_connections=MAX_CONNECTIONS,
@@ -63,9 +70,7 @@ def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
         retry=_one_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
-    return Stores(sessions=RedisSessionStore(client, prefix=prefix),
-                  oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client)
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def _one_retry() -> Retry:
