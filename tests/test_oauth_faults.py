@@ -581,8 +581,8 @@ def test_an_error_answer_cannot_overrule_a_delivery_in_flight(
 
                 overruled = callback(portal, second, **late)
                 assert overruled.status_code == 303
-                assert overruled.headers["location"] == page_path  # the page: "Connecting…"
-                assert "Connecting" in portal.get(page_path).text
+                assert overruled.headers["location"] == page_path  # the page: "Finishing…"
+                assert "Finishing your connection" in portal.get(page_path).text
                 assert session_of(portal, answer["sessionId"])["status"] == "CONNECTING"
             finally:
                 slow.release.set()

@@ -28,7 +28,8 @@ async def callback(request: Request) -> Response:
     finished = await oauth.finish(params, cookie)
     if finished.result is None:
         # This answer changed nothing (another callback of the session got there first):
-        # the session's page shows "Connecting…" or the result that callback reached.
+        # the session's page shows "Finishing your connection…" or the result that
+        # callback reached.
         return redirect(f"/connect/s/{finished.session_id}")
     return _finish_response(request, finished.result, finished.opener)
 

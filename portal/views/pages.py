@@ -25,6 +25,8 @@ BINDING_COOKIE = "portal_binding"
 BROWSER_COOKIE = "portal_browser"
 BROWSER_COOKIE_HTTPS = "__Host-portal_browser"
 MAX_FORM_FIELDS = 50
+# How often the "Finishing your connection…" page looks again (meta refresh, no script).
+CONNECTING_REFRESH = 2
 MAX_FORM_PART = 64 * 1024
 
 
@@ -72,7 +74,9 @@ async def show_session(request: Request) -> Response:
         return render_result(request, flow.returns.result(session))
     csrf = flow.signer.csrf_token(binding)
     if session.status is SessionStatus.CONNECTING:
-        return render(request, "connecting.html", {"session": session}, status_code=409)
+        return render(request, "connecting.html",
+                      {"session": session, "refresh_seconds": CONNECTING_REFRESH},
+                      status_code=409)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
     integration = flow.integration_of(session)

@@ -44,8 +44,8 @@ logger = logging.getLogger("portal.auth.oauth")
 @dataclass(frozen=True)
 class Finished:
     """The callback's outcome: the result this callback produced, or None when it changed
-    nothing and the browser is best sent to the session's page (which shows "Connecting…"
-    or the result another callback reached)."""
+    nothing and the browser is best sent to the session's page (which shows "Finishing
+    your connection…" or the result another callback reached)."""
 
     result: ConnectResult | None
     opener: bool  # the flow started in a popup: render the result, do not redirect
