@@ -5,6 +5,7 @@ connect flow that knows only the auth family interface, and a family for every a
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import cast
 
@@ -97,3 +98,16 @@ def test_every_auth_type_of_the_catalog_has_a_family() -> None:
 
 def test_every_credential_type_has_a_shape_and_only_those() -> None:
     assert set(SHAPES) == {item for item in AuthType if not item.is_oauth}
+
+
+def test_every_module_path_the_docs_name_exists() -> None:
+    """A module moved or renamed without its docs fails here, not in a reader's hands."""
+    repository = PORTAL.parent
+    documents = [repository / "README.md", repository / "SECURITY.md",
+                 *sorted((repository / "docs").glob("*.md"))]
+    missing = []
+    for document in documents:
+        for path in re.findall(r"(?<![\w./-])portal/[\w/.]*[\w/]", document.read_text()):
+            if not (repository / path).exists():
+                missing.append(f"{document.name}: {path}")
+    assert missing == []
