@@ -10,14 +10,12 @@ import base64
 import binascii
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from portal.outbound import OutboundPolicy
+from portal.outbound import OutboundPolicy
+from portal.ssrf import LABEL
 
 DEFAULT_TOKEN_TTL = 30 * 60
 MAX_TOKEN_TTL = 4 * 60 * 60
@@ -25,7 +23,6 @@ MIN_TOKEN_TTL = 60
 MIN_SECRET_KEY_LENGTH = 32
 WEBHOOK_SECRET_PREFIX = "whsec_"
 MIN_WEBHOOK_SECRET_BYTES = 24
-HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 class SettingsError(ValueError):
@@ -82,8 +79,6 @@ class Settings:
     outbound_policy: OutboundPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from portal.outbound import OutboundPolicy
-
         try:
             policy = OutboundPolicy.from_setting(self.outbound_allow,
                                                  allow_http_loopback=self.allow_http_loopback)
@@ -262,8 +257,8 @@ def _host(env: Mapping[str, str], name: str, default: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        if len(value) > 253 or not all(HOST_LABEL.match(label)
-                                       for label in value.removesuffix(".").split(".")):
+        labels = value.lower().removesuffix(".").split(".")
+        if len(value) > 253 or not all(LABEL.fullmatch(label) for label in labels):
             raise SettingsError(
                 f"{name} must be an IP address or a host name, got {value[:100]!r}"
             ) from None
