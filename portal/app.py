@@ -98,7 +98,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stores = open_stores(settings.redis_url, prefix=settings.redis_prefix)
+        # Only what is not passed in is opened (on one Redis client for both).
+        stores = open_stores(settings.redis_url if store is None or oauth_states is None
+                             else None, prefix=settings.redis_prefix)
         session_store = store or stores.sessions
         state_store = oauth_states or stores.oauth_states
         if settings.redis_url is None and store is None:
@@ -115,13 +117,15 @@ def create_app(
             policy=outbound,
             lookup=lookup,
         )
-        checker = CredentialChecker(
-            timeout=settings.verification_timeout,
-            allow_http_loopback=settings.allow_http_loopback,
-            policy=outbound,
-            lookup=lookup,
-        )
-        if not settings.verify_credentials:
+        checker = None
+        if settings.verify_credentials:
+            checker = CredentialChecker(
+                timeout=settings.verification_timeout,
+                allow_http_loopback=settings.allow_http_loopback,
+                policy=outbound,
+                lookup=lookup,
+            )
+        else:
             logger.warning("PORTAL_VERIFY_CREDENTIALS is off: credentials are saved unchecked")
         webhooks = None
         if settings.webhook_secret:
@@ -145,7 +149,7 @@ def create_app(
         )
         credential_family = CredentialFamily(
             allow_http_loopback=settings.allow_http_loopback,
-            checker=checker if settings.verify_credentials else None,
+            checker=checker,
             hosts=HostCheck(outbound, lookup=lookup),
         )
         app.state.flow = ConnectFlow(
@@ -165,7 +169,8 @@ def create_app(
         try:
             yield
         finally:
-            await checker.aclose()
+            if checker is not None:
+                await checker.aclose()
             await provider.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
