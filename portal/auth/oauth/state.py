@@ -13,7 +13,6 @@ The callback cookie is signed, so a value planted in the browser is never adopte
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -22,11 +21,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from portal.sealing import Sealer, Unsealable
 from portal.store.answers import answered_by_store
 from portal.store.oauth_state import OAuthStateStore
 
@@ -68,14 +65,14 @@ class OAuthStates:
         self, store: OAuthStateStore, *, secret_keys: Sequence[str], secure_cookies: bool
     ) -> None:
         self._store = store
-        self._box = MultiFernet([Fernet(_derive_key(key)) for key in secret_keys])
+        self._box = Sealer(secret_keys, purpose=_STATE_INFO)
         # itsdangerous signs with the last key and verifies with all: newest first reversed.
         self._cookies = URLSafeTimedSerializer(list(reversed(secret_keys)),
                                                salt=_BROWSER_COOKIE_SALT)
         self.cookie_name = SECURE_BROWSER_COOKIE if secure_cookies else BROWSER_COOKIE
 
     async def keep(self, state: str, record: StateRecord) -> None:
-        sealed = self._box.encrypt(json.dumps(asdict(record)).encode()).decode()
+        sealed = self._box.seal(json.dumps(asdict(record)).encode())
         await self._answered(self._store.put(digest(state), sealed, ttl=STATE_TTL))
 
     async def take(self, state: str) -> tuple[StateRecord, str] | None:
@@ -85,9 +82,8 @@ class OAuthStates:
         if sealed is None:
             return None
         try:
-            record = StateRecord(**json.loads(self._box.decrypt(sealed.encode(),
-                                                                ttl=STATE_TTL)))
-        except (InvalidToken, ValueError, TypeError):
+            record = StateRecord(**json.loads(self._box.open(sealed, ttl=STATE_TTL)))
+        except (Unsealable, ValueError, TypeError):
             raise StateUnreadable from None
         return record, sealed
 
@@ -96,8 +92,8 @@ class OAuthStates:
         must not use up the flow of the browser that started it."""
         try:
             # Fernet stamps with the wall clock, as its own `ttl` check reads it.
-            age = time.time() - self._box.extract_timestamp(sealed.encode())
-        except InvalidToken:
+            age = time.time() - self._box.sealed_at(sealed)
+        except Unsealable:
             return
         remaining = int(STATE_TTL - age)
         if remaining >= 1:
@@ -125,9 +121,3 @@ class OAuthStates:
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
-
-def _derive_key(secret: str) -> bytes:
-    """A Fernet key for state records from one PORTAL_SECRET_KEYS entry (HKDF-SHA256)."""
-    key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_STATE_INFO).derive(
-        secret.encode())
-    return base64.urlsafe_b64encode(key)
