@@ -29,8 +29,8 @@ from portal.auth.oauth.refresh import TokenRefresh
 from portal.auth.oauth.state import OAuthStates
 from portal.auth.registry import AuthRegistry
 from portal.catalog import Catalog, load_catalog
-from portal.core_api import RETRY_DELAYS as CORE_RETRY_DELAYS
 from portal.core_api import CoreApiClient
+from portal.delivery import OUTBOX_PURPOSE, Delivery, DeliveryTiming
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import (
@@ -41,6 +41,7 @@ from portal.middleware import (
 )
 from portal.outbound import HostCheck
 from portal.resources import static_dir, templates_dir
+from portal.sealing import Sealer
 from portal.settings import Settings
 from portal.store import SessionStore
 from portal.store.oauth_state import OAuthStateStore
@@ -49,7 +50,6 @@ from portal.tokens import Signer
 from portal.views import api, health, oauth, pages
 from portal.views.common import error_response
 from portal.views.render import render_error
-from portal.webhooks import RETRY_DELAYS as WEBHOOK_RETRY_DELAYS
 from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal")
@@ -66,8 +66,8 @@ def create_app(
     oauth_apps: Mapping[str, ClientApp] | None = None,
     outbound_lookup: ssrf.Lookup | None = None,
     clock: Callable[[], float] = time.time,
-    core_retry_delays: tuple[float, ...] = CORE_RETRY_DELAYS,
-    webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS,
+    delivery_timing: DeliveryTiming | None = None,
+    start_delivery_worker: bool = True,
 ) -> Starlette:
     """Build the portal from `settings` (validated where they are made, portal/settings.py).
 
@@ -85,8 +85,10 @@ def create_app(
       names to addresses).
     - `clock`: the wall clock (seconds since the epoch) that session and token expiry and
       webhook timestamps are read from.
-    - `core_retry_delays`, `webhook_retry_delays`: the pauses, in seconds, between
-      attempts of a core API create and of a webhook (one attempt more than pauses).
+    - `delivery_timing`: the clock of the outbox (portal/delivery.py) instead of the one
+      made from the settings (tests shorten its pauses and lease).
+    - `start_delivery_worker`: False leaves queued jobs to other processes (a test that
+      watches a job wait for another process); the inline attempt still runs.
     """
     # A bad catalog stops start-up here, naming the file, the entry and the field.
     catalog = catalog or load_catalog(settings.catalog_paths)
@@ -95,6 +97,7 @@ def create_app(
     # The one outbound policy: every request that leaves the portal is checked against it.
     outbound = settings.outbound_policy
     lookup = outbound_lookup or ssrf.system_lookup
+    timing = delivery_timing or timing_from(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,7 +116,6 @@ def create_app(
             api_key=settings.core_api_key or "",
             timeout=settings.core_api_timeout,
             transport=core_transport,
-            retry_delays=core_retry_delays,
             policy=outbound,
             lookup=lookup,
         )
@@ -132,7 +134,6 @@ def create_app(
             webhooks = WebhookSender(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,
-                retry_delays=webhook_retry_delays,
                 clock=clock,
                 policy=outbound,
                 lookup=lookup,
@@ -152,23 +153,33 @@ def create_app(
             checker=checker,
             hosts=HostCheck(outbound, lookup=lookup),
         )
+        delivery = Delivery(
+            store=session_store,
+            core=core,
+            sealer=Sealer(settings.outbox_keys or settings.secret_keys, purpose=OUTBOX_PURPOSE),
+            webhooks=webhooks,
+            timing=timing,
+            clock=clock,
+        )
         app.state.flow = ConnectFlow(
             settings=settings,
             catalog=catalog,
             store=session_store,
             signer=Signer(settings.secret_keys),
-            core=core,
+            delivery=delivery,
             families=AuthRegistry.of(credentials=credential_family, oauth=oauth_family),
-            webhooks=webhooks,
             clock=clock,
         )
         app.state.oauth_callback = OAuthCallback(flow=app.state.flow, family=oauth_family)
         app.state.oauth_refresh = TokenRefresh(catalog=catalog, family=oauth_family)
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
+        if start_delivery_worker:
+            delivery.start()
         try:
             yield
         finally:
+            await delivery.stop()
             if checker is not None:
                 await checker.aclose()
             await provider.aclose()
@@ -218,6 +229,19 @@ def create_app(
     )
     app.state.templates.env.filters["markdown"] = render_markdown
     return app
+
+
+def timing_from(settings: Settings) -> DeliveryTiming:
+    """The outbox's clock from the settings; a lease well over any one attempt."""
+    longest_attempt = max(settings.core_api_timeout, 5.0)  # 5 s: a webhook's timeout
+    lease = 2 * longest_attempt + 5
+    return DeliveryTiming(
+        inline_budget=settings.delivery_inline_budget,
+        deadline=settings.delivery_deadline,
+        retry_cap=settings.delivery_retry_cap,
+        lease=lease,
+        reconcile_after=max(300.0, 4 * lease),
+    )
 
 
 def template_nonce(request: Request) -> dict[str, Any]:

@@ -138,7 +138,8 @@ class ErrorCode(StrEnum):
 
 class SessionFailure(StrEnum):
     """Why a session ended FAILED (its `errorCode`); the session's `error` says it in
-    words. The first three come from the core API client, the others from OAuth."""
+    words. The first two come from delivery (portal/delivery.py), EXPIRED from a lookup,
+    the others from OAuth."""
 
     meaning: str
 
@@ -148,13 +149,18 @@ class SessionFailure(StrEnum):
         member.meaning = meaning
         return member
 
-    CORE_API_UNAVAILABLE = (
-        "CORE_API_UNAVAILABLE",
-        "The core API could not be reached, or kept answering 429 or 5xx.")
-    CORE_API_ERROR = (
-        "CORE_API_ERROR", "The core API answered success without a connection id.")
+    DELIVERY_FAILED = (
+        "DELIVERY_FAILED",
+        "The core API did not confirm the connection before PORTAL_DELIVERY_DEADLINE (it "
+        "kept being unreachable, answering 429 or 5xx, or answering without a connection "
+        "id), or the reconciler found the delivery lost and the core API holds no "
+        "connection for the session.")
     CORE_API_REJECTED = (
         "CORE_API_REJECTED", "The core API refused the connection; `error` gives its reason.")
+    EXPIRED = (
+        "EXPIRED",
+        "The connect link expired before the user finished (how a lookup by id reads a "
+        "session that was never submitted once its token expired; no webhook is sent).")
     OAUTH_ERROR = (
         "OAUTH_ERROR",
         "The provider's sign-in answered with an error, without a code, or from the wrong "

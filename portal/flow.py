@@ -9,19 +9,18 @@ return path (portal/return_path.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from portal.auth.family import Deliver, FormRejected, Refuse, SendBrowser, Submission
 from portal.auth.registry import AuthRegistry
 from portal.catalog import AuthOption, Catalog, Integration
 from portal.connect_request import ConnectRequest
-from portal.core_api import CoreApiClient, DeliveryFailed
+from portal.delivery import RESULT_RETENTION, Delivery, Ending
 from portal.errors import (
     IntegrationNotFound,
     InvalidTokenError,
@@ -47,13 +46,11 @@ from portal.tokens import (
     new_browser_id,
     read_browser_id,
 )
-from portal.webhooks import WebhookSender
 
 logger = logging.getLogger("portal.flow")
 T = TypeVar("T")
 
-# How long a finished session stays readable by the backend after its token expires.
-RESULT_RETENTION = 60 * 60
+__all__ = ["RESULT_RETENTION", "ConnectFlow", "IssuedToken"]
 
 
 @dataclass(frozen=True)
@@ -72,20 +69,18 @@ class ConnectFlow:
         catalog: Catalog,
         store: SessionStore,
         signer: Signer,
-        core: CoreApiClient,
+        delivery: Delivery,
         families: AuthRegistry,
         returns: ReturnPath | None = None,
-        webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
         self.signer = signer
-        self.core = core
+        self.delivery = delivery
         self.families = families
         self.returns = returns or ReturnPath(allowed_origins=settings.allowed_origins)
-        self.webhooks = webhooks
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
@@ -127,6 +122,18 @@ class ConnectFlow:
             session = await self._store(self.store.get(session_id))
         if session is None:
             raise SessionNotFoundError("No connect session with that id.")
+        return session
+
+    async def looked_up_session(self, session_id: str) -> ConnectSession:
+        """The session a backend looks up by id. One that was never submitted and whose
+        token has expired can no longer change: it reads FAILED with `EXPIRED` (not
+        PENDING, which would keep a backend waiting for nothing). A CONNECTING one reads
+        CONNECTING until its delivery ends, however late."""
+        session = await self.session_by_id(session_id)
+        if session.status is SessionStatus.PENDING and session.expires_at <= self.clock():
+            return replace(session, status=SessionStatus.FAILED,
+                           error="The connect link expired before the account was connected.",
+                           error_code=SessionFailure.EXPIRED)
         return session
 
     async def session_by_token(self, token: object) -> ConnectSession:
@@ -281,13 +288,19 @@ class ConnectFlow:
                 raise _closed((await self.session_by_id(session.id)).status)
             return self.returns.result(failed)
         assert isinstance(outcome, Deliver)
-        session = await self.begin_connecting(session)
-        return await self.deliver(session, outcome.body)
+        session = await self._delivering(self.delivery.connect(session, outcome.body))
+        return self.returns.result(session)
 
     # -- the session's end, for every family -------------------------------------------
     async def begin_connecting(self, session: ConnectSession) -> ConnectSession:
-        """PENDING → CONNECTING: from here on only a delivery may end the session."""
-        return await self._transition(session, SessionStatus.CONNECTING)
+        """PENDING → CONNECTING before the connection is known (OAuth: the code is
+        redeemed once); `deliver` sends it. Refused unless the session is PENDING."""
+        return await self._delivering(self.delivery.begin(session))
+
+    async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
+        """Send the connection of a session `begin_connecting` moved, through the outbox;
+        the result is final, or CONNECTING while the delivery goes on."""
+        return self.returns.result(await self._delivering(self.delivery.attach(session, body)))
 
     async def fail(
         self,
@@ -300,10 +313,10 @@ class ConnectFlow:
         """End the session FAILED. `only_pending`: for causes that must never overrule a
         delivery in flight (a provider's error answer): refused unless still PENDING."""
         only_from = frozenset({SessionStatus.PENDING}) if only_pending else None
-        session = await self._transition(session, SessionStatus.FAILED, only_from=only_from,
-                                         error=message, error_code=code)
+        session = await self._delivering(self.delivery.finish(
+            Ending.of(session), SessionStatus.FAILED, only_from=only_from,
+            changes={"error": message, "error_code": code}))
         logger.warning("session %s failed: %s", session.id, code)
-        self._finished(session)
         return session
 
     async def fail_if_pending(
@@ -322,31 +335,14 @@ class ConnectFlow:
         except SessionClosed:
             return None
 
-    async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
-        """Send a CONNECTING session's connection; finishes even if the browser goes away."""
-        return await asyncio.shield(self._deliver(session, body))
-
-    async def _deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
+    async def _delivering(self, awaitable: Awaitable[ConnectSession]) -> ConnectSession:
+        """A delivery step, its store's refusals in the flow's words."""
         try:
-            delivered = await self.core.create_connection(body, session_id=session.id)
-        except DeliveryFailed as exc:
-            logger.warning("session %s failed: %s", session.id, exc.code)
-            session = await self._transition(
-                session, SessionStatus.FAILED, error=exc.message, error_code=exc.code
-            )
-        else:
-            logger.info("session %s completed as connection %s", session.id,
-                        delivered.connection_id)
-            session = await self._transition(
-                session, SessionStatus.COMPLETED, connection_id=delivered.connection_id
-            )
-        self._finished(session)
-        return self.returns.result(session)
-
-    def _finished(self, session: ConnectSession) -> None:
-        """A session just became final here (and only here: transitions are atomic)."""
-        if self.webhooks is not None:
-            self.webhooks.session_finished(session)
+            return await self._store(awaitable)
+        except TransitionRefused as exc:
+            raise _closed(exc.current) from None
+        except SessionNotFound:
+            raise SessionNotFoundError("No connect session with that id.") from None
 
     async def _transition(
         self,

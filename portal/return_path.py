@@ -50,7 +50,9 @@ class ReturnPath:
             message["error"] = session.error
             message["code"] = session.error_code
         redirect_url = None
-        if success and session.success_redirect_uri:
+        if not session.status.is_final:
+            pass  # still CONNECTING: the session's page shows progress, then this result
+        elif success and session.success_redirect_uri:
             redirect_url = _with_query(session.success_redirect_uri, {
                 "sessionId": session.id,
                 "connectionId": session.connection_id or "",

@@ -4,11 +4,14 @@
        │             └───────▶ FAILED
        └─────────────────────▶ FAILED
 
+CONNECTING means the connection is on its way to the core API through the outbox
+(portal/delivery.py): only the delivery ends it.
+
 COMPLETED and FAILED are final. A store applies a transition atomically: it checks
 the current status and writes the new fields in one step, so two browsers (or two
 portal processes) racing on the same session cannot both win.
 
-The record holds no secret: credentials go from the form straight to the core API.
+The record holds no secret: credentials travel to the core API sealed in an outbox job.
 
 Beside these fields a stored record may carry `claimed_by`: a hash of the id of the
 browser that first opened the session's link (see `SessionStore.claim`). It is not
@@ -49,7 +52,9 @@ TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     # PENDING → PENDING records choices made before connecting (the picker's integration,
     # the auth method).
     SessionStatus.PENDING: frozenset({SessionStatus.PENDING}),
-    SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING}),
+    # CONNECTING → CONNECTING attaches the delivery job to a session that had to become
+    # CONNECTING before its connection was known (an OAuth code is redeemed once).
+    SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
     SessionStatus.COMPLETED: frozenset({SessionStatus.CONNECTING}),
     SessionStatus.FAILED: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
 }
@@ -83,6 +88,10 @@ class ConnectSession:
     connection_id: str | None = None
     error: str | None = None
     error_code: str | None = None
+    # When the session became final (seconds since the epoch): its webhook event's time.
+    finished_at: int | None = None
+    # The outbox job carrying its connection (portal/delivery.py); never shown by `public()`.
+    outbox_job: str | None = None
 
     # -- storage ------------------------------------------------------------------
     def to_record(self) -> dict[str, str]:
@@ -106,7 +115,7 @@ class ConnectSession:
             raw = record[item.name]
             if item.name == "allowed_origins":
                 values[item.name] = json.loads(raw)
-            elif item.name in {"expires_at", "created_at"}:
+            elif item.name in {"expires_at", "created_at", "finished_at"}:
                 values[item.name] = int(raw)
             elif item.name == "status":
                 values[item.name] = SessionStatus(raw)

@@ -56,6 +56,13 @@ class Settings:
     oauth_timeout: float = 10.0
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # Delivery through the outbox (portal/delivery.py, docs/delivery.md): keys that seal
+    # its jobs (empty: derived from secret_keys), how long a job is retried, how long the
+    # submitting request waits for the first attempt, and the longest pause between tries.
+    outbox_keys: tuple[str, ...] = ()
+    delivery_deadline: int = 24 * 60 * 60
+    delivery_inline_budget: float = 3.0
+    delivery_retry_cap: float = 60.0
     # Origins allowed to show the portal in a frame; empty means no one ('none').
     frame_ancestors: tuple[str, ...] = ()
     # Server limits (portal/server.py, portal/middleware.py; the README's "Limits" table).
@@ -158,6 +165,13 @@ class Settings:
             oauth_timeout=_number(env, "PORTAL_OAUTH_TIMEOUT", cls.oauth_timeout, 0.5, 60),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
+            outbox_keys=_secret_keys(env, "PORTAL_OUTBOX_KEYS"),
+            delivery_deadline=_integer(env, "PORTAL_DELIVERY_DEADLINE", cls.delivery_deadline,
+                                       60, 7 * 24 * 60 * 60),
+            delivery_inline_budget=_number(env, "PORTAL_DELIVERY_INLINE_BUDGET",
+                                           cls.delivery_inline_budget, 0, 30),
+            delivery_retry_cap=_number(env, "PORTAL_DELIVERY_RETRY_CAP", cls.delivery_retry_cap,
+                                       1, 3600),
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
             max_header_bytes=_integer(env, "PORTAL_MAX_HEADER_BYTES", cls.max_header_bytes,
                                       1024, 1024 * 1024),
@@ -214,12 +228,12 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _secret_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    keys = _split(env.get("PORTAL_SECRET_KEYS", ""))
+def _secret_keys(env: Mapping[str, str], name: str = "PORTAL_SECRET_KEYS") -> tuple[str, ...]:
+    keys = _split(env.get(name, ""))
     for index, key in enumerate(keys, start=1):
         if len(key) < MIN_SECRET_KEY_LENGTH:
             raise SettingsError(
-                f"PORTAL_SECRET_KEYS: key {index} is {len(key)} characters long; "
+                f"{name}: key {index} is {len(key)} characters long; "
                 f"use at least {MIN_SECRET_KEY_LENGTH} random characters"
             )
     return tuple(keys)

@@ -2,9 +2,11 @@
 
 Events are signed the Standard Webhooks way: `webhook-id`, `webhook-timestamp` and
 `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the
-bytes of the `whsec_…` secret. Sending runs in the background with a bounded number
-of attempts, so a slow receiver never holds up the user's result page. Every attempt
-of one event carries the same `webhook-id`, which is how receivers drop duplicates.
+bytes of the `whsec_…` secret. Each event is an outbox job (portal/delivery.py), queued
+in the same atomic step that made the session final, so it survives restarts and is
+delivered at least once: every attempt carries the same `webhook-id` and the same body
+(its `timestamp` is when the session finished), which is how receivers drop duplicates;
+`webhook-timestamp` is the time of the attempt.
 
 Requests go through the guarded outbound client (portal/outbound.py): the host of
 PORTAL_WEBHOOK_URL is the operator's own and trusted; a token's own `webhookUrl` is
@@ -15,7 +17,6 @@ fields only: no credential ever goes into a webhook.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -28,14 +29,12 @@ from dataclasses import dataclass
 import httpx
 
 from portal import ssrf
+from portal.core_api import retry_after
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.sessions import ConnectSession, SessionStatus, iso8601
 from portal.settings import WEBHOOK_SECRET_PREFIX, origin_of
 
 logger = logging.getLogger("portal.webhooks")
-
-# Seconds between attempts: five attempts over about two and a half minutes.
-RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
 
 EVENT_TYPES = {
     SessionStatus.COMPLETED: "connect.session.completed",
@@ -50,6 +49,22 @@ class SignedEvent:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Sent:
+    pass
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TryLater:
+    reason: str
+    retry_after: float | None = None
+
+
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a `whsec_<base64>` secret (validated by the settings)."""
     return base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
@@ -62,11 +77,13 @@ def sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
 
 
 def session_event(session: ConnectSession, *, key: bytes, now: float) -> SignedEvent:
+    """The signed event of a final session; the same body every time it is built."""
     event_type = EVENT_TYPES[session.status]
-    timestamp = int(now)
     webhook_id = f"msg_{session.id}"
-    payload = {"type": event_type, "timestamp": iso8601(timestamp), "data": session.public()}
+    happened = session.finished_at or session.created_at
+    payload = {"type": event_type, "timestamp": iso8601(happened), "data": session.public()}
     body = json.dumps(payload, separators=(",", ":")).encode()
+    timestamp = int(now)
     return SignedEvent(
         webhook_id=webhook_id,
         body=body,
@@ -85,7 +102,6 @@ class WebhookSender:
         *,
         url: str | None,
         secret: str,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         policy: OutboundPolicy | None = None,
@@ -93,8 +109,8 @@ class WebhookSender:
     ) -> None:
         self._url = url
         self._key = secret_key(secret)
-        self._retry_delays = retry_delays
         self._clock = clock
+        self.timeout = timeout
         policy = policy or OutboundPolicy()
         configured = httpx.URL(url).host if url else ""
 
@@ -106,61 +122,37 @@ class WebhookSender:
         # tokens bring, which are checked.
         self._configured = client(policy.trusting(configured))
         self._http = client(policy)
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    def session_finished(self, session: ConnectSession) -> None:
-        """Queue the session's final event to every webhook URL that wants it; never blocks."""
-        if session.status not in EVENT_TYPES:
-            return
-        urls = [url for url in (self._url, session.webhook_url) if url]
-        if not urls:
-            return
+    def urls_for_ending(self, webhook_url: str | None) -> list[str]:
+        """Where a session's final event goes: PORTAL_WEBHOOK_URL and the token's own
+        `webhookUrl` (`webhook_url`), each once."""
+        return list(dict.fromkeys(url for url in (self._url, webhook_url) if url))
+
+    async def send(
+        self, url: str, session: ConnectSession, *, attempt: int
+    ) -> Sent | GiveUp | TryLater:
+        """One attempt to deliver the final event of `session` to `url`."""
         event = session_event(session, key=self._key, now=self._clock())
-        for url in dict.fromkeys(urls):
-            task = asyncio.create_task(self._send(url, event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, url: str, event: SignedEvent) -> None:
-        attempts = len(self._retry_delays) + 1
         target = origin_of(url)  # the log names the receiver's origin, never a full URL
         client = self._configured if url == self._url else self._http
-        for attempt in range(attempts):
-            try:
-                response = await client.post(url, content=event.body, headers=event.headers)
-            except OutboundRefused as exc:
-                logger.error("webhook %s to %s refused by the outbound policy (%s); "
-                             "not retried", event.webhook_id, target, exc.reason)
-                return
-            except httpx.HTTPError as exc:
-                outcome = type(exc).__name__
-            else:
-                if response.is_success:
-                    logger.info("webhook %s delivered to %s (attempt %d)",
-                                event.webhook_id, target, attempt + 1)
-                    return
-                outcome = f"HTTP {response.status_code}"
-            logger.warning("webhook %s to %s failed (attempt %d/%d): %s",
-                           event.webhook_id, target, attempt + 1, attempts, outcome)
-            if attempt + 1 < attempts:
-                await asyncio.sleep(self._retry_delays[attempt])
-        logger.error("webhook %s to %s given up after %d attempts",
-                     event.webhook_id, target, attempts)
+        try:
+            response = await client.post(url, content=event.body, headers=event.headers)
+        except OutboundRefused as exc:
+            logger.error("webhook %s to %s refused by the outbound policy (%s); "
+                         "not retried", event.webhook_id, target, exc.reason)
+            return GiveUp(f"refused by the outbound policy ({exc.reason})")
+        except httpx.HTTPError as exc:
+            outcome = TryLater(type(exc).__name__)
+        else:
+            if response.is_success:
+                logger.info("webhook %s delivered to %s (attempt %d)",
+                            event.webhook_id, target, attempt)
+                return Sent()
+            outcome = TryLater(f"HTTP {response.status_code}", retry_after(response))
+        logger.warning("webhook %s to %s failed (attempt %d): %s",
+                       event.webhook_id, target, attempt, outcome.reason)
+        return outcome
 
-    async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for events in flight, then cancel the rest."""
-        pending = set(self._tasks)
-        if pending:
-            _, still_running = await asyncio.wait(pending, timeout=timeout)
-            for task in still_running:
-                task.cancel()
-            await asyncio.gather(*still_running, return_exceptions=True)
-
-    async def aclose(self, timeout: float = 5.0) -> None:
-        await self.drain(timeout)
+    async def aclose(self) -> None:
         await self._configured.aclose()
         await self._http.aclose()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)

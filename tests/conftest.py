@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from portal.app import create_app
+from portal.delivery import DeliveryTiming
 from portal.demo.core import create_core_app
 from portal.settings import Settings
 from portal.store.stores import Stores, open_stores
@@ -37,8 +38,10 @@ PORTAL_URL = "http://portal.test"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # Retry pauses for the core API client (two) and webhooks (three): the same number of
 # attempts as in production, without the wait.
-CORE_RETRY_DELAYS = (0.01, 0.02)
-WEBHOOK_RETRY_DELAYS = (0.01, 0.02, 0.03)
+# The outbox's clock for in-process portals: pauses of milliseconds (tests count tries,
+# they need not wait them out), a worker that looks for due jobs often, a short lease.
+FAST_DELIVERY = DeliveryTiming(retry_base=0.01, retry_cap=0.05, poll_interval=0.02,
+                               lease=2.0, settle_pauses=(0.01, 0.02))
 
 
 @pytest.fixture(scope="session")
@@ -93,13 +96,11 @@ def settings(redis_url: str, redis_prefix: str) -> Settings:
 
 @pytest.fixture
 def make_app() -> Any:
-    """`create_app` as every in-process portal of the suite is built: retry pauses of
-    milliseconds (tests count the retries, they need not wait them out); the rest of its
-    keyword arguments as given."""
+    """`create_app` as every in-process portal of the suite is built: the outbox on
+    FAST_DELIVERY; the rest of its keyword arguments as given."""
 
     def make(settings: Settings, **wiring: Any) -> Starlette:
-        wiring.setdefault("core_retry_delays", CORE_RETRY_DELAYS)
-        wiring.setdefault("webhook_retry_delays", WEBHOOK_RETRY_DELAYS)
+        wiring.setdefault("delivery_timing", FAST_DELIVERY)
         return create_app(settings, **wiring)
 
     return make
@@ -144,7 +145,8 @@ def make_client(settings: Settings, core_app: Starlette, make_app: Any) -> Itera
     def make(
         core_transport: httpx.AsyncBaseTransport | None = None,
         outbound_lookup: Any = None,
-        webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS,
+        delivery_timing: DeliveryTiming = FAST_DELIVERY,
+        start_delivery_worker: bool = True,
         **overrides: Any,
     ) -> TestClient:
         """A portal on `settings` with `overrides`, through a TestClient. `outbound_lookup`
@@ -153,7 +155,8 @@ def make_client(settings: Settings, core_app: Starlette, make_app: Any) -> Itera
             replace(settings, **overrides),
             core_transport=core_transport or httpx.ASGITransport(app=core_app),
             outbound_lookup=outbound_lookup,
-            webhook_retry_delays=webhook_retry_delays,
+            delivery_timing=delivery_timing,
+            start_delivery_worker=start_delivery_worker,
         )
         client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False)
         client.__enter__()
@@ -284,3 +287,25 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+def redis_values(client: redis.Redis, prefix: str) -> dict[str, str]:
+    """Every key under `prefix` and its whole value as text, whatever its type (strings,
+    hashes, sorted sets, the outbox Stream's entries): what a secret scan reads."""
+    values: dict[str, str] = {}
+    for key in client.scan_iter(match=f"{prefix}*"):
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        value: Any
+        if kind == "string":
+            value = client.get(key)
+        elif kind == "hash":
+            value = client.hgetall(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = client.xrange(key)
+        else:
+            raise AssertionError(f"a secret scan does not know how to read a {kind} ({key})")
+        values[key if isinstance(key, str) else key.decode()] = repr(value)
+    return values

@@ -391,13 +391,16 @@ def delete_keys(redis_url: str, prefix: str) -> None:
 
 class RedisServer:
     """redis-server on a Unix socket in a directory of its own (no port to find), no
-    persistence: `stop` (kill -9) loses everything, `start` brings back an empty Redis at
-    the same URL."""
+    persistence unless asked (`appendonly`): `stop` (kill -9) loses everything, `start`
+    brings back an empty Redis at the same URL."""
 
-    def __init__(self, *, tcp: bool = False) -> None:
+    def __init__(self, *, tcp: bool = False, appendonly: bool = False) -> None:
         """`tcp`: clients use a free loopback port as well (the URL is of that port), as
         in production, where a connection to a restarted Redis fails as it does not on a
-        Unix socket. It stays the same port across `stop` and `start`."""
+        Unix socket. It stays the same port across `stop` and `start`. `appendonly`: an
+        append-only file in the directory, fsynced on every write (`appendfsync always`),
+        so a kill -9 loses nothing and `start` brings back everything written before."""
+        self.appendonly = appendonly
         # A short path: a Unix socket's path is limited to about a hundred bytes.
         self.directory = Path(tempfile.mkdtemp(prefix="redis-"))
         self.path = self.directory / "redis.sock"
@@ -411,7 +414,10 @@ class RedisServer:
             self.process = ServerProcess(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                  "--unixsocket", str(self.path),
-                 "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                 "--unixsocketperm", "700", "--save", "",
+                 "--appendonly", "yes" if self.appendonly else "no",
+                 # Every write reaches the disk before Redis answers: SIGKILL loses nothing.
+                 *(["--appendfsync", "always"] if self.appendonly else []),
                  "--dir", str(self.directory)],
                 sockets=[], ready_urls=[], env={}, log_path=self.directory / "redis.log")
         self.process.start()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.conftest import (
+    FAST_DELIVERY,
     PARTNER_ORIGIN,
     PORTAL_URL,
     mint,
@@ -20,6 +23,7 @@ from tests.conftest import (
     session_of,
     submit,
 )
+from tests.live_servers import wait_until
 
 
 def result_payload(html: str) -> dict[str, Any]:
@@ -125,8 +129,8 @@ def test_redirect_mode_sends_the_user_back_with_ids_only(client: TestClient) -> 
 
 
 def test_redirect_mode_error_carries_the_code(make_client: Any) -> None:
-    down = httpx.MockTransport(lambda request: httpx.Response(503))
-    client = make_client(core_transport=down)
+    refusing = httpx.MockTransport(lambda request: httpx.Response(422, json={"error": "No"}))
+    client = make_client(core_transport=refusing)
     answer = mint(client, successRedirectUri=f"{PARTNER_ORIGIN}/done",
                   errorRedirectUri=f"{PARTNER_ORIGIN}/failed")
     page_path, csrf = open_page(client, answer["token"])
@@ -135,8 +139,35 @@ def test_redirect_mode_error_carries_the_code(make_client: Any) -> None:
     location = httpx.URL(result.headers["location"])
     assert location.path == "/failed"
     assert dict(location.params) == {
-        "sessionId": answer["sessionId"], "status": "error", "code": "CORE_API_UNAVAILABLE",
+        "sessionId": answer["sessionId"], "status": "error", "code": "CORE_API_REJECTED",
     }
+
+
+def test_redirect_mode_waits_on_the_finishing_page_then_goes_on_to_the_redirect_uri(
+    make_client: Any,
+) -> None:
+    up = threading.Event()
+
+    def core(request: httpx.Request) -> httpx.Response:
+        if not up.is_set():
+            return httpx.Response(503)
+        return httpx.Response(201, json={"connection": {"id": "conn_late"}})
+
+    client = make_client(core_transport=httpx.MockTransport(core),
+                         delivery_timing=replace(FAST_DELIVERY, inline_budget=0.1))
+    answer = mint(client, successRedirectUri=f"{PARTNER_ORIGIN}/done")
+    page_path, csrf = open_page(client, answer["token"])
+    result = submit(client, page_path, csrf, secret_text="sk-x")
+    assert result.status_code == 303
+    progress = result.headers["location"]
+    assert progress == f"/connect/s/{answer['sessionId']}?then=redirect"
+    waiting = client.get(progress)
+    assert "Finishing your connection" in waiting.text
+    up.set()
+    wait_until(lambda: client.get(progress).status_code == 303, timeout=10,
+               what="the finishing page to go on")
+    location = httpx.URL(client.get(progress).headers["location"])
+    assert (location.path, location.params["connectionId"]) == ("/done", "conn_late")
 
 
 def test_popup_mode_renders_the_result_even_with_redirect_uris(client: TestClient) -> None:
@@ -167,14 +198,14 @@ def test_core_api_retries_reuse_the_idempotency_key(make_client: Any) -> None:
     assert (session["status"], session["connectionId"]) == ("COMPLETED", "conn_after_retry")
 
 
-@pytest.mark.parametrize(("answer", "code"), [
-    (httpx.Response(500), "CORE_API_UNAVAILABLE"),
-    (httpx.Response(422, json={"error": "Workspace <b>ws-1</b> is archived"}), "CORE_API_REJECTED"),
-    (httpx.Response(201, text="not json"), "CORE_API_ERROR"),
+@pytest.mark.parametrize("answer", [
+    httpx.Response(422, json={"error": "Workspace <b>ws-1</b> is archived"}),
+    httpx.Response(400, text="<b>no json</b>"),
 ])
-def test_core_api_failure_ends_failed_with_a_readable_reason(
-    make_client: Any, answer: httpx.Response, code: str,
+def test_core_api_refusal_ends_failed_with_a_readable_reason(
+    make_client: Any, answer: httpx.Response,
 ) -> None:
+    code = "CORE_API_REJECTED"
     client = make_client(core_transport=httpx.MockTransport(lambda request: answer))
     minted = mint(client)
     page_path, csrf = open_page(client, minted["token"])

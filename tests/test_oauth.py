@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -24,11 +25,13 @@ from starlette.testclient import TestClient
 
 from tests.conftest import (
     AUTH,
+    FAST_DELIVERY,
     PARTNER_ORIGIN,
     PORTAL_URL,
     mint,
     open_page,
     received,
+    redis_values,
     session_of,
 )
 from tests.live_servers import wait_until
@@ -361,13 +364,11 @@ def _s256(verifier: str) -> str:
 
 def _redis_text(redis_url: str, prefix: str) -> str:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    parts = []
-    for key in client.scan_iter(match=f"{prefix}*"):
-        kind = client.type(key)
-        value: Any = client.hgetall(key) if kind == "hash" else client.get(key)
-        parts.append(f"{key} {json.dumps(value)}")
-    client.close()
-    return "\n".join(parts)
+    try:
+        return "\n".join(f"{key} {value}" for key, value in
+                         redis_values(client, prefix).items())
+    finally:
+        client.close()
 
 
 def test_openapi_describes_the_refresh_service(portal: TestClient) -> None:
@@ -475,3 +476,43 @@ def test_the_oauth_cookie_is_host_prefixed_over_https(
                                                         "error": "access_denied"})
         assert denied.status_code == 303
         assert session_of(browser, answer["sessionId"])["errorCode"] == "OAUTH_ERROR"
+
+
+def test_tokens_of_a_redeemed_code_wait_sealed_in_the_outbox_while_the_core_api_is_down(
+    make_client: Any, provider: Provider, tmp_path: Path, user: httpx.Client,
+    core_app: Starlette, redis_url: str, redis_prefix: str,
+) -> None:
+    """The code is redeemed once; what it yields is never lost, nor kept in the clear."""
+    down = threading.Event()
+    down.set()
+    core = httpx.ASGITransport(app=core_app)
+
+    class Flaky(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if down.is_set() and request.method == "POST":
+                return httpx.Response(503)
+            return await core.handle_async_request(request)
+
+    catalog, apps = write_config(tmp_path, provider.issuer)
+    portal = make_client(catalog_paths=(str(catalog),), oauth_apps_file=str(apps),
+                         allow_http_loopback=True, core_transport=Flaky(),
+                         delivery_timing=replace(FAST_DELIVERY, inline_budget=0.2))
+    answer, _, pressed = start(portal)
+    back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
+    finished = portal.get(back)
+    assert finished.status_code == 303
+    assert "Finishing your connection" in portal.get(finished.headers["location"]).text
+    assert session_of(portal, answer["sessionId"])["status"] == "CONNECTING"
+    stored = _redis_text(redis_url, redis_prefix)
+    assert f"{redis_prefix}outbox" in stored  # the scan reads the waiting job
+    # A second use of the same answer changes nothing: the code was redeemed once.
+    again = portal.get(back)
+    assert again.status_code == 400  # "already used", and the session is untouched
+    down.clear()
+    wait_until(lambda: session_of(portal, answer["sessionId"])["status"] == "COMPLETED",
+               timeout=10, what="the queued tokens to be delivered")
+    [delivered] = received(core_app)
+    body = delivered["body"]
+    # Nothing the provider gave was readable in Redis while it waited.
+    for secret in (body["accessToken"], body["refreshToken"]):
+        assert secret not in stored

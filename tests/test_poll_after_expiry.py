@@ -5,6 +5,7 @@ the portal did not sign reads nothing, expired or not. Opening the link stays re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 from portal.flow import RESULT_RETENTION
 from portal.settings import Settings
 from portal.tokens import TOKEN_PREFIX, Signer
-from tests.conftest import PORTAL_URL, mint, open_page, submit
+from tests.conftest import AUTH, FAST_DELIVERY, PORTAL_URL, mint, open_page, submit
 
 TTL = 600  # the settings' token TTL, which the tests step past with the portal's clock
 
@@ -103,3 +104,33 @@ def test_a_token_the_portal_did_not_sign_reads_nothing_after_expiry(
         assert refused.status_code == 401
         assert refused.json()["code"] == "INVALID_TOKEN"
         assert refused.json()["details"] == {"reason": "invalid"}
+
+
+def test_a_never_submitted_session_reads_expired_by_id_once_its_token_expired(
+    client: TestClient, clock: Clock,
+) -> None:
+    answer = mint(client, expiresIn=TTL)
+    open_page(client, answer["token"])
+    lookup = f"/api/v1/connect/session/{answer['sessionId']}"
+    assert client.get(lookup, headers=AUTH).json()["session"]["status"] == "PENDING"
+    clock.now += TTL
+    session = client.get(lookup, headers=AUTH).json()["session"]
+    assert (session["status"], session["errorCode"]) == ("FAILED", "EXPIRED")
+    assert session["error"] == "The connect link expired before the account was connected."
+    # By token it is the expired token's 401, as before.
+    assert poll(client, answer["token"]).status_code == 401
+
+
+def test_a_session_still_connecting_reads_connecting_by_id_after_its_token_expired(
+    settings: Settings, make_app: Any, clock: Clock,
+) -> None:
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    app = make_app(settings, core_transport=down, clock=clock,
+                   delivery_timing=replace(FAST_DELIVERY, inline_budget=0.05))
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        answer = mint(client, expiresIn=TTL)
+        page_path, csrf = open_page(client, answer["token"])
+        submit(client, page_path, csrf, secret_text="sk-live-abc")
+        clock.now += TTL + 5
+        lookup = f"/api/v1/connect/session/{answer['sessionId']}"
+        assert client.get(lookup, headers=AUTH).json()["session"]["status"] == "CONNECTING"

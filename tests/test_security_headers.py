@@ -164,6 +164,16 @@ class BrokenStore:
     async def ping(self) -> None:
         raise RuntimeError("bug")
 
+    @property
+    def outbox(self) -> BrokenStore:
+        return self  # its worker's every call raises too
+
+    async def due(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug")
+
+    async def depth(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug")
+
 
 def test_unexpected_errors_carry_the_headers_too(settings: Settings, make_app: Any) -> None:
     app = make_app(settings, store=BrokenStore())

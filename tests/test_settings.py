@@ -26,6 +26,10 @@ def test_defaults_are_sane() -> None:
     assert settings.token_ttl == 30 * 60
     assert settings.redis_url is None
     assert settings.public_url == "http://127.0.0.1:8000"
+    # Delivery: a day of retries, a 3 s wait in the request, jobs sealed with keys
+    # derived from PORTAL_SECRET_KEYS.
+    assert (settings.delivery_deadline, settings.delivery_inline_budget,
+            settings.delivery_retry_cap, settings.outbox_keys) == (86400, 3.0, 60.0, ())
 
 
 def test_lists_and_origins_are_parsed() -> None:
@@ -57,6 +61,10 @@ def test_lists_and_origins_are_parsed() -> None:
     ({"PORTAL_HOST": "http://0.0.0.0"}, "PORTAL_HOST"),
     ({"PORTAL_PORT": "65536"}, "PORTAL_PORT"),
     ({"PORTAL_WORKERS": "two"}, "PORTAL_WORKERS"),
+    ({"PORTAL_OUTBOX_KEYS": "short"}, "PORTAL_OUTBOX_KEYS"),
+    ({"PORTAL_DELIVERY_DEADLINE": "59"}, "PORTAL_DELIVERY_DEADLINE"),
+    ({"PORTAL_DELIVERY_INLINE_BUDGET": "31"}, "PORTAL_DELIVERY_INLINE_BUDGET"),
+    ({"PORTAL_DELIVERY_RETRY_CAP": "0"}, "PORTAL_DELIVERY_RETRY_CAP"),
 ])
 def test_invalid_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):

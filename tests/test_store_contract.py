@@ -85,7 +85,9 @@ async def test_only_one_of_many_racing_submits_wins(store: SessionStore) -> None
 
     async def attempt() -> bool:
         try:
-            await store.transition(session.id, SessionStatus.CONNECTING)
+            # As a submit moves it (portal/delivery.py): from PENDING only.
+            await store.transition(session.id, SessionStatus.CONNECTING,
+                                   only_from=frozenset({SessionStatus.PENDING}))
         except TransitionRefused:
             return False
         return True

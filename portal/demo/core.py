@@ -80,6 +80,12 @@ def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlett
     async def list_json(request: Request) -> Response:
         if not authorized(request):
             return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        key = request.query_params.get("idempotencyKey")
+        if key is not None:
+            # What the portal's reconciler asks (docs/delivery.md): the connection made
+            # with this Idempotency-Key, if any.
+            found = by_idempotency_key.get(key)
+            return JSONResponse({"connections": [_summary(found)] if found else []})
         return JSONResponse({"connections": connections})
 
     async def oauth_app(request: Request) -> Response:

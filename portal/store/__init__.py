@@ -1,7 +1,17 @@
-"""Where connect sessions live: Redis in production, this process for the embedded default."""
+"""Where connect sessions and the outbox live: Redis in production, this process for the
+embedded default.
+
+The outbox holds the jobs that carry a connection to the core API or a session's event to a
+webhook (portal/delivery.py runs them). A session moves and its jobs are queued, or a job is
+settled, in one atomic step of the store (`SessionStore.move`), so there is never a
+CONNECTING session without its job, nor a finished session whose webhook job was not queued.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from portal.sessions import ConnectSession, SessionStatus
@@ -23,8 +33,85 @@ class TransitionRefused(Exception):
         self.current = current
 
 
+class JobKind(StrEnum):
+    CONNECTION = "connection"  # a connection for the core API (sealed: the create body)
+    WEBHOOK = "webhook"  # a session's final event (sealed: the URL; the record rides along)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: JobKind
+    sealed: str  # encrypted by the caller (portal/sealing.py): the store never sees plain
+
+
+@dataclass(frozen=True)
+class Job:
+    """A queued job as a worker gets it: claimed by that worker until it settles, puts it
+    off (`Outbox.later`) or its lease runs out."""
+
+    id: str
+    kind: JobKind
+    sealed: str
+    session_id: str
+    queued_at: float  # seconds since the epoch
+    attempts: int  # attempts that ended in "try later"
+    # A webhook job: the session's record as it was written by the final transition.
+    record: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    session: ConnectSession
+    jobs: tuple[Job, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class OutboxDepth:
+    jobs: int  # queued and not yet settled (in flight or waiting for their next try)
+    oldest_age: float  # seconds since the oldest of them was queued, 0 when empty
+
+
+class Outbox(Protocol):
+    """The queue side of the outbox: what workers ask for, and how they put a job off.
+
+    A job handed out by `due` is leased to the consumer that asked for `lease` seconds; if
+    that consumer neither settles nor puts it off in time (its process died), the next
+    `due` of any consumer hands it out again."""
+
+    async def due(self, consumer: str, *, lease: float, now: float, count: int) -> list[Job]:
+        """Jobs whose lease ran out and whose next try is due, now leased to `consumer`."""
+        ...
+
+    async def later(self, job: Job, consumer: str, *, not_before: float, lease: float,
+                    now: float) -> None:
+        """Put `job` off until `not_before`; its attempts count goes up by one."""
+        ...
+
+    async def done(self, job: Job) -> None:
+        """Remove a job that needs no more tries (a webhook sent or given up)."""
+        ...
+
+    async def depth(self, *, now: float) -> OutboxDepth: ...
+
+    async def connecting_since(self, before: float, *, count: int) -> list[str]:
+        """Ids of sessions that became CONNECTING before `before` and are not final yet
+        (as far as the index knows: a caller re-reads each session)."""
+        ...
+
+    async def forget_connecting(self, session_id: str) -> None:
+        """Drop a session from the CONNECTING index (it is final or gone)."""
+        ...
+
+    async def has_job(self, job_id: str) -> bool: ...
+
+
 class SessionStore(Protocol):
     description: str
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox kept beside these sessions (the same Redis and prefix)."""
+        ...
 
     async def create(self, session: ConnectSession, *, ttl: int) -> None: ...
 
@@ -45,6 +132,25 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def move(
+        self,
+        session_id: str,
+        to: SessionStatus,
+        *,
+        changes: Mapping[str, str],
+        only_from: frozenset[SessionStatus] | None = None,
+        jobs: Sequence[NewJob] = (),
+        settles: Job | None = None,
+        keep_for: int | None = None,
+        consumer: str = "",
+        now: float,
+    ) -> Moved:
+        """`transition`, and in the same atomic step: queue `jobs` (leased to `consumer`,
+        so it tries them first; the first CONNECTION job becomes the session's
+        `outbox_job`), remove the job it `settles`, and set the record's time to live to
+        `keep_for` seconds when given. Refused or missing: nothing is queued or removed."""
+        ...
+
     async def claim(self, session_id: str, holder: str) -> bool:
         """Tie the session to `holder` if nothing holds it yet, in one atomic step.
 
@@ -58,6 +164,12 @@ class SessionStore(Protocol):
 
 
 __all__ = [
+    "Job",
+    "JobKind",
+    "Moved",
+    "NewJob",
+    "Outbox",
+    "OutboxDepth",
     "SessionNotFound",
     "SessionStore",
     "StoreUnavailable",

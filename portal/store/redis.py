@@ -9,30 +9,82 @@ OAuth state store and closed by its owner (portal/store/stores.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from portal.sessions import CLAIM_FIELD, TRANSITIONS, ConnectSession, SessionStatus
-from portal.store import SessionNotFound, StoreUnavailable, TransitionRefused
+from portal.store import (
+    Job,
+    Moved,
+    NewJob,
+    SessionNotFound,
+    StoreUnavailable,
+    TransitionRefused,
+)
+from portal.store.outbox import (
+    GROUP,
+    RedisOutbox,
+    connecting_key,
+    due_key,
+    stream_key,
+)
 
-# KEYS[1] the session. ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a JSON
-# object of the fields to write (status included). The TTL is kept.
-# Returns {0} when missing, {1, current} when refused, {2, new record} when applied.
-_TRANSITION = """
+# KEYS[1] the session, KEYS[2] the outbox stream, KEYS[3] its due hash, KEYS[4] the index
+# of CONNECTING sessions. ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a
+# JSON object of the fields to write (status included), ARGV[3] the new time to live in
+# seconds (0: keep it), ARGV[4] the id of the job this settles (or ""), ARGV[5] the
+# consumer new jobs are leased to, ARGV[6] a JSON list of new jobs [kind, sealed], ARGV[7]
+# now (seconds), ARGV[8] the group. Returns {0} when missing, {1, current} when refused,
+# {2, new record, new job ids...} when applied.
+_MOVE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local record = cjson.decode(raw)
-for _, allowed in ipairs(cjson.decode(ARGV[1])) do
-  if allowed == record['status'] then
-    for name, value in pairs(cjson.decode(ARGV[2])) do record[name] = value end
-    local encoded = cjson.encode(record)
-    redis.call('SET', KEYS[1], encoded, 'KEEPTTL')
-    return {2, encoded}
-  end
+local allowed = false
+for _, status in ipairs(cjson.decode(ARGV[1])) do
+  if status == record['status'] then allowed = true break end
 end
-return {1, record['status']}
+if not allowed then return {1, record['status']} end
+for name, value in pairs(cjson.decode(ARGV[2])) do record[name] = value end
+local jobs = cjson.decode(ARGV[6])
+local ids = {}
+if #jobs > 0 then
+  pcall(redis.call, 'XGROUP', 'CREATE', KEYS[2], ARGV[8], '0', 'MKSTREAM')
+end
+for _, job in ipairs(jobs) do
+  local fields = {'kind', job[1], 'sealed', job[2], 'session', record['id'], 'at', ARGV[7]}
+  if job[1] == 'webhook' then
+    fields[9] = 'record'
+    fields[10] = cjson.encode(record)
+  end
+  local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+  redis.call('XCLAIM', KEYS[2], ARGV[8], ARGV[5], 0, id, 'FORCE', 'JUSTID')
+  if job[1] == 'connection' then record['outbox_job'] = id end
+  table.insert(ids, id)
+end
+local encoded = cjson.encode(record)
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], encoded, 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], encoded, 'KEEPTTL')
+end
+local status = record['status']
+if status == 'CONNECTING' then
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[7], record['id'])
+elseif status == 'COMPLETED' or status == 'FAILED' then
+  redis.call('ZREM', KEYS[4], record['id'])
+end
+if ARGV[4] ~= '' then
+  pcall(redis.call, 'XACK', KEYS[2], ARGV[8], ARGV[4])
+  redis.call('XDEL', KEYS[2], ARGV[4])
+  redis.call('HDEL', KEYS[3], ARGV[4])
+end
+local out = {2, encoded}
+for _, id in ipairs(ids) do table.insert(out, id) end
+return out
 """
 
 # KEYS[1] the session. ARGV[1] the claim's field name, ARGV[2] the holder. The TTL is kept.
@@ -57,8 +109,10 @@ class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-        self._transition = client.register_script(_TRANSITION)
+        self._move = client.register_script(_MOVE)
         self._claim = client.register_script(_CLAIM)
+        self._outbox_keys = [stream_key(prefix), due_key(prefix), connecting_key(prefix)]
+        self.outbox = RedisOutbox(client, prefix=prefix)
         self.description = "Redis"
 
     def key(self, session_id: str) -> str:
@@ -85,12 +139,30 @@ class RedisSessionStore:
         only_from: frozenset[SessionStatus] | None = None,
         **changes: str,
     ) -> ConnectSession:
+        moved = await self.move(session_id, to, changes=changes, only_from=only_from, now=0)
+        return moved.session
+
+    async def move(
+        self,
+        session_id: str,
+        to: SessionStatus,
+        *,
+        changes: Mapping[str, str],
+        only_from: frozenset[SessionStatus] | None = None,
+        jobs: Sequence[NewJob] = (),
+        settles: Job | None = None,
+        keep_for: int | None = None,
+        consumer: str = "",
+        now: float,
+    ) -> Moved:
         allowed = [status.value for status in TRANSITIONS[to]
                    if only_from is None or status in only_from]
         try:
-            result: list[Any] = await self._transition(
-                keys=[self.key(session_id)],
-                args=[_encode(allowed), _encode({**changes, "status": to.value})],
+            result: list[Any] = await self._move(
+                keys=[self.key(session_id), *self._outbox_keys],
+                args=[_encode(allowed), _encode({**changes, "status": to.value}),
+                      keep_for or 0, settles.id if settles else "", consumer,
+                      _encode([[job.kind.value, job.sealed] for job in jobs]), now, GROUP],
             )
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
@@ -98,7 +170,14 @@ class RedisSessionStore:
             raise SessionNotFound(session_id)
         if result[0] == 1:
             raise TransitionRefused(SessionStatus(result[1]))
-        return ConnectSession.from_record(json.loads(result[1]))
+        record = json.loads(result[1])
+        session = ConnectSession.from_record(record)
+        queued = tuple(
+            Job(id=job_id, kind=job.kind, sealed=job.sealed, session_id=session_id,
+                queued_at=now, attempts=0,
+                record=record if job.kind.value == "webhook" else None)
+            for job_id, job in zip(result[2:], jobs, strict=True))
+        return Moved(session=session, jobs=queued)
 
     async def claim(self, session_id: str, holder: str) -> bool:
         try:

@@ -36,7 +36,7 @@ async def create_token(request: Request) -> Response:
 
 async def get_session(request: Request) -> Response:
     require_api_key(request)
-    session = await flow_of(request).session_by_id(request.path_params["session_id"])
+    session = await flow_of(request).looked_up_session(request.path_params["session_id"])
     answer: SessionLookup = {"session": session.public()}
     return json_response(answer)
 

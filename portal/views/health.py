@@ -13,11 +13,22 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    store = request.app.state.flow.store
+    """Ready while the store answers: the portal can take connections then, even with the
+    core API down (they wait in the outbox). `outbox` says how many jobs are queued and
+    how long the oldest has waited: a growing depth means deliveries are not getting
+    through."""
+    flow = request.app.state.flow
+    store = flow.store
     try:
         await store.ping()
+        depth = await flow.delivery.outbox.depth(now=flow.clock())
     except StoreUnavailable:
         return JSONResponse(
             {"status": "unavailable", "store": store.description}, status_code=503
         )
-    return JSONResponse({"status": "ready", "store": store.description})
+    return JSONResponse({
+        "status": "ready",
+        "store": store.description,
+        "outbox": {"depth": depth.jobs, "oldestAgeSeconds": round(depth.oldest_age, 1),
+                   "inFlightHere": flow.delivery.in_flight},
+    })

@@ -10,7 +10,7 @@ from portal.auth.oauth.callback import OAuthCallback
 from portal.auth.oauth.refresh import TokenRefresh
 from portal.return_path import ConnectResult
 from portal.views.common import json_response, read_json, require_api_key
-from portal.views.pages import read_bound_form, submit_to_family
+from portal.views.pages import progress_url, read_bound_form, submit_to_family
 from portal.views.render import redirect
 
 
@@ -37,8 +37,11 @@ async def callback(request: Request) -> Response:
 def _finish_response(request: Request, result: ConnectResult, opener: bool) -> Response:
     if result.redirect_url and not opener:
         return redirect(result.redirect_url)
-    # The session page shows the result (and tells the opener) without the code in the URL.
-    return redirect(f"/connect/s/{result.session.id}")
+    # The session page shows the result (and tells the opener) without the code in the
+    # URL, or "Finishing your connection…" until there is one.
+    if result.session.status.is_final:
+        return redirect(f"/connect/s/{result.session.id}")
+    return redirect(progress_url(result.session.id, opener))
 
 
 async def refresh(request: Request) -> Response:

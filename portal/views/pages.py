@@ -27,6 +27,8 @@ BROWSER_COOKIE_HTTPS = "__Host-portal_browser"
 MAX_FORM_FIELDS = 50
 # How often the "Finishing your connection…" page looks again (meta refresh, no script).
 CONNECTING_REFRESH = 2
+# The query of a session page reached from a form without an opener (`progress_url`).
+THEN_REDIRECT = "then=redirect"
 MAX_FORM_PART = 64 * 1024
 
 
@@ -71,7 +73,10 @@ async def show_session(request: Request) -> Response:
         request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
     )
     if session.status.is_final:
-        return render_result(request, flow.returns.result(session))
+        result = flow.returns.result(session)
+        if result.redirect_url and request.url.query == THEN_REDIRECT:
+            return redirect(result.redirect_url)
+        return render_result(request, result)
     csrf = flow.signer.csrf_token(binding)
     if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html",
@@ -153,9 +158,18 @@ async def submit_to_family(
 
 
 def _show_result(request: Request, result: ConnectResult, opener: bool) -> Response:
+    if not result.session.status.is_final:
+        return redirect(progress_url(result.session.id, opener))
     if result.redirect_url and not opener:
         return redirect(result.redirect_url)
     return render_result(request, result)
+
+
+def progress_url(session_id: str, opener: bool) -> str:
+    """The session's page while its delivery goes on ("Finishing your connection…"); a
+    page without an opener carries `then=redirect`, so that once the session is final it
+    goes on to the redirect URI as an immediate result would have."""
+    return f"/connect/s/{session_id}" + ("" if opener else f"?{THEN_REDIRECT}")
 
 
 def send_browser(request: Request, flow: ConnectFlow, outcome: SendBrowser) -> Response:
