@@ -31,6 +31,10 @@ from portal.auth.registry import AuthRegistry
 from portal.catalog import Catalog, load_catalog
 from portal.core_api import CoreApiClient
 from portal.delivery import OUTBOX_PURPOSE, Delivery, DeliveryTiming
+from portal.end_users import EndUserApi
+from portal.end_users.invites import Invites
+from portal.end_users.links import EndUserLinks
+from portal.end_users.portal_page import EndUserPortal
 from portal.flow import ConnectFlow
 from portal.markdown import render_markdown
 from portal.middleware import (
@@ -47,7 +51,7 @@ from portal.store import SessionStore
 from portal.store.oauth_state import OAuthStateStore
 from portal.store.stores import open_stores
 from portal.tokens import Signer
-from portal.views import api, health, oauth, pages
+from portal.views import api, end_user_api, end_user_pages, health, oauth, pages
 from portal.views.common import error_response
 from portal.views.render import render_error
 from portal.webhooks import WebhookSender
@@ -171,6 +175,12 @@ def create_app(
             clock=clock,
         )
         app.state.oauth_callback = OAuthCallback(flow=app.state.flow, family=oauth_family)
+        # End-user links (eut_): minted and revoked by the backend API, read by the page.
+        links = EndUserLinks(settings.secret_keys, stores.revocations, clock=clock)
+        app.state.end_user_portal = EndUserPortal(flow=app.state.flow, core=core, links=links)
+        app.state.end_user_api = EndUserApi(
+            public_url=settings.public_url, catalog=catalog, core=core, links=links,
+            invites=Invites.from_settings(settings, redis=stores.redis))
         app.state.oauth_refresh = TokenRefresh(catalog=catalog, family=oauth_family)
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
@@ -209,6 +219,23 @@ def create_app(
             Route("/oauth/callback", oauth.callback, methods=["GET"]),
             Route("/api/v1/oauth/refresh", oauth.refresh, methods=["POST"],
                   middleware=json_body),
+            Route("/api/v1/end-users/{end_user_id}/connect-token", end_user_api.create_link,
+                  methods=["POST"], middleware=json_body),
+            Route("/api/v1/end-users/{end_user_id}/invite", end_user_api.invite,
+                  methods=["POST"], middleware=json_body),
+            Route("/api/v1/end-users/{end_user_id}/connect-tokens",
+                  end_user_api.revoke_all_links, methods=["DELETE"]),
+            Route("/api/v1/end-users/{end_user_id}/connect-tokens/revoke",
+                  end_user_api.revoke_link, methods=["POST"], middleware=json_body),
+            Route("/connect/portal", end_user_pages.show_portal, methods=["GET"]),
+            Route("/connect/portal/connect", end_user_pages.connect, methods=["POST"],
+                  middleware=form_body),
+            Route("/connect/portal/connections/{connection_id}/reconnect",
+                  end_user_pages.reconnect, methods=["POST"], middleware=form_body),
+            Route("/connect/portal/connections/{connection_id}/disconnect",
+                  end_user_pages.confirm_disconnect, methods=["GET"]),
+            Route("/connect/portal/connections/{connection_id}/disconnect",
+                  end_user_pages.disconnect, methods=["POST"], middleware=form_body),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),

@@ -164,6 +164,7 @@ async def run_demo(settings: Settings, *, host: str, port: int,
     from portal.auth.credentials import SHAPES as CREDENTIAL_SHAPES
     from portal.catalog import Catalog
     from portal.demo.core import create_core_app
+    from portal.demo.mail import MailCatcher
     from portal.demo.partner import create_partner_app
     from portal.demo.provider import SANDBOX_INTEGRATION, sandbox_for_demo
 
@@ -189,6 +190,10 @@ async def run_demo(settings: Settings, *, host: str, port: int,
         verify_credentials=settings.verify_credentials
         if "PORTAL_VERIFY_CREDENTIALS" in os.environ else False,
     )
+    # The demo's own SMTP server on a loopback port, so invites can be sent and read.
+    mail = MailCatcher()
+    if settings.smtp_url is None:
+        settings = replace(settings, smtp_url=await mail.start())
     catalog = load_catalog(settings.catalog_paths)
     # A sandbox OAuth provider on the fourth port, so the demo can show an OAuth sign-in.
     sandbox = sandbox_for_demo(host=host, port=ports[3], portal_url=portal_url)
@@ -204,7 +209,8 @@ async def run_demo(settings: Settings, *, host: str, port: int,
                                          if any(option.type in CREDENTIAL_SHAPES
                                                 for option in item.auth_options)
                                          or item.name == SANDBOX_INTEGRATION],
-                           partner_url=partner_url),
+                           partner_url=partner_url, core_url=core_url, core_api_key=core_key,
+                           mail=mail if mail.port else None),
         create_core_app(core_key, catalog=catalog),
     ]
     if sandbox is not None:
@@ -225,6 +231,7 @@ async def run_demo(settings: Settings, *, host: str, port: int,
         f"  portal:                 {portal_url}\n"
         f"  portal API key:         {key_line}\n"
         f"  demo core API:          {core_url}/  (connections it received)\n"
+        f"  demo mailbox:           {partner_url}/mail  (invites the portal sent)\n"
         + (f"  sandbox OAuth provider: http://{host}:{ports[3]}/  (connect Sandbox ID)\n"
            if sandbox is not None else "")
         + "Press Ctrl+C to stop.\n",

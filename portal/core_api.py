@@ -58,6 +58,32 @@ class Unknown:
 Outcome = Created | Rejected | Unknown
 
 
+@dataclass(frozen=True)
+class EndUser:
+    """An end user as the core API keeps them (`GET /api/v1/end-users/{id}`)."""
+
+    id: str
+    workspace_id: str
+    external_id: str
+    display_name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class CoreConnection:
+    """One connection as the core API lists it (`GET /api/v1/connections`)."""
+
+    id: str
+    integration_name: str
+    external_id: str
+    display_name: str
+    status: str
+    end_user_id: str | None
+    workspace_id: str | None
+    # The provider account it was made with (`accountId`, a portal extension), if known.
+    account_id: str | None = None
+
+
 class DeliveryFailed(Exception):
     """The core API could not answer a read (an OAuth app); `message` is safe to show,
     `code` (CORE_API_UNAVAILABLE or CORE_API_ERROR) says why, for the error's details."""
@@ -91,11 +117,19 @@ class CoreApiClient:
             lookup=lookup,
         )
 
-    async def create_connection(self, body: dict[str, Any], *, session_id: str) -> Outcome:
-        """POST /api/v1/connections once, with `Idempotency-Key: <session_id>`."""
+    async def create_connection(
+        self, body: dict[str, Any], *, session_id: str, replaces: str | None = None
+    ) -> Outcome:
+        """POST /api/v1/connections once, with `Idempotency-Key: <session_id>`; or, for a
+        reconnect, PATCH /api/v1/connections/{replaces} with the same body and key."""
+        headers = {"Idempotency-Key": session_id}
         try:
-            response = await self._http.post(
-                "/api/v1/connections", json=body, headers={"Idempotency-Key": session_id})
+            if replaces is None:
+                response = await self._http.post("/api/v1/connections", json=body,
+                                                 headers=headers)
+            else:
+                response = await self._http.patch(
+                    f"/api/v1/connections/{_segment(replaces)}", json=body, headers=headers)
         except httpx.TransportError as exc:
             return Unknown(type(exc).__name__)
         status = response.status_code
@@ -138,6 +172,93 @@ class CoreApiClient:
             return Unknown(f"HTTP {response.status_code} without a connection list")
         return Rejected(SessionFailure.DELIVERY_FAILED,
                         "The connection could not be saved. Please connect again.")
+
+    async def get_end_user(self, end_user_id: str) -> EndUser | None:
+        """GET /api/v1/end-users/{id}: the end user, None when the core API knows none.
+        Raises DeliveryFailed when it cannot answer."""
+        response = await self._read(f"/api/v1/end-users/{_segment(end_user_id)}")
+        if response is None:
+            return None
+        payload = _json(response)
+        item = payload.get("endUser") if isinstance(payload, dict) else None
+        fields = _strings(item, "id", "workspaceId", "externalId")
+        if fields is None or fields[0] != end_user_id:
+            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+        assert isinstance(item, dict)
+        display = item.get("displayName")
+        email = item.get("email")
+        return EndUser(id=fields[0], workspace_id=fields[1], external_id=fields[2],
+                       display_name=display if isinstance(display, str) and display
+                       else fields[2],
+                       email=email if isinstance(email, str) and email else None)
+
+    async def list_connections(self, workspace_id: str, end_user_id: str
+                               ) -> list[CoreConnection]:
+        """GET /api/v1/connections?workspaceId=…&endUserId=…: the end user's connections.
+
+        Only items that name this workspace and end user are returned, whatever else the
+        core API lists: the portal never shows or touches another's connection."""
+        response = await self._read("/api/v1/connections", params={
+            "workspaceId": workspace_id, "endUserId": end_user_id})
+        payload = _json(response) if response is not None else None
+        listed = payload.get("connections") if isinstance(payload, dict) else None
+        if not isinstance(listed, list):
+            raise DeliveryFailed("CORE_API_ERROR", "The platform gave an unexpected answer.")
+        connections = []
+        for item in listed:
+            fields = _strings(item, "id", "integrationName")
+            if fields is None or not isinstance(item, dict):
+                continue
+            connection = CoreConnection(
+                id=fields[0], integration_name=fields[1],
+                external_id=str(item.get("externalId") or ""),
+                display_name=str(item.get("displayName") or fields[1]),
+                status=str(item.get("status") or "ACTIVE"),
+                end_user_id=item.get("endUserId") if isinstance(item.get("endUserId"), str)
+                else None,
+                workspace_id=item.get("workspaceId")
+                if isinstance(item.get("workspaceId"), str) else None,
+                account_id=item.get("accountId")
+                if isinstance(item.get("accountId"), str) and item.get("accountId") else None)
+            if connection.end_user_id == end_user_id and connection.workspace_id in {
+                    workspace_id, None}:
+                connections.append(connection)
+        return connections
+
+    async def delete_connection(self, connection_id: str) -> bool:
+        """DELETE /api/v1/connections/{id}; False when the core API has no such connection.
+        Raises DeliveryFailed when it cannot answer."""
+        try:
+            response = await self._http.delete(f"/api/v1/connections/{_segment(connection_id)}")
+        except httpx.TransportError as exc:
+            logger.warning("core API unreachable for a delete: %s", type(exc).__name__)
+            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+                                 "The platform could not be reached.") from None
+        if response.status_code == 404:
+            return False
+        if not response.is_success:
+            logger.warning("core API answered %d to a delete", response.status_code)
+            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+                                 "The platform could not remove the connection.")
+        return True
+
+    async def _read(self, path: str, *, params: dict[str, str] | None = None
+                    ) -> httpx.Response | None:
+        """GET `path`: the answer, None on 404; DeliveryFailed when it cannot answer."""
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.TransportError as exc:
+            logger.warning("core API unreachable for %s: %s", path.split("/")[3],
+                           type(exc).__name__)
+            raise DeliveryFailed("CORE_API_UNAVAILABLE",
+                                 "The platform could not be reached.") from None
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            logger.warning("core API answered %d for %s", response.status_code,
+                           path.split("/")[3])
+            raise DeliveryFailed("CORE_API_UNAVAILABLE", "The platform could not answer.")
+        return response
 
     async def fetch_oauth_app(
         self, app_id: str, *, integration_name: str
@@ -205,3 +326,20 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _segment(value: str) -> str:
+    """`value` as one path segment: quoted, and never a dot segment the URL would resolve."""
+    if value in {"", ".", ".."}:
+        return quote(value or "-", safe="") + "_"
+    return quote(value, safe="")
+
+
+def _strings(item: Any, *names: str) -> tuple[str, ...] | None:
+    """The values of `names` in `item` when every one is a non-empty string, else None."""
+    if not isinstance(item, dict):
+        return None
+    values = tuple(item.get(name) for name in names)
+    if not all(isinstance(value, str) and value for value in values):
+        return None
+    return tuple(str(value) for value in values)

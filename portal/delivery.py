@@ -168,9 +168,14 @@ class Delivery:
             keep_for=self._connecting_ttl(session.expires_at, now), now=now)
         return moved.session
 
-    async def attach(self, session: ConnectSession, body: Mapping[str, Any]) -> ConnectSession:
-        """Queue the connection of a session `begin` made CONNECTING, then try it."""
-        return await self._queue(session, body, only_from=frozenset({SessionStatus.CONNECTING}))
+    async def attach(
+        self, session: ConnectSession, body: Mapping[str, Any], *,
+        changes: Mapping[str, str] | None = None,
+    ) -> ConnectSession:
+        """Queue the connection of a session `begin` made CONNECTING, then try it;
+        `changes` (session fields) are written in the same atomic step."""
+        return await self._queue(session, body, only_from=frozenset({SessionStatus.CONNECTING}),
+                                 changes=changes)
 
     async def finish(
         self,
@@ -293,7 +298,8 @@ class Delivery:
                 return None
             return await self._settle(job, Ending.of(session), SessionStatus.FAILED, {
                 "error": DELIVERY_FAILED_MESSAGE, "error_code": SessionFailure.DELIVERY_FAILED})
-        outcome = await self.core.create_connection(body, session_id=job.session_id)
+        outcome = await self.core.create_connection(body, session_id=job.session_id,
+                                                    replaces=payload.get("replaces"))
         if isinstance(outcome, Created):
             logger.info("session %s completed as connection %s (attempt %d)",
                         job.session_id, outcome.connection_id, job.attempts + 1)
@@ -405,13 +411,15 @@ class Delivery:
 
     # -- helpers --------------------------------------------------------------------------
     async def _queue(self, session: ConnectSession, body: Mapping[str, Any], *,
-                     only_from: frozenset[SessionStatus]) -> ConnectSession:
+                     only_from: frozenset[SessionStatus],
+                     changes: Mapping[str, str] | None = None) -> ConnectSession:
         now = self.clock()
         sealed = self._seal({"body": dict(body), "expires_at": session.expires_at,
-                             "webhook_url": session.webhook_url})
+                             "webhook_url": session.webhook_url,
+                             "replaces": session.reconnect_connection_id})
         moved = await self.store.move(
-            session.id, SessionStatus.CONNECTING, changes={}, only_from=only_from,
-            jobs=[NewJob(JobKind.CONNECTION, sealed)], consumer=self.consumer,
+            session.id, SessionStatus.CONNECTING, changes=dict(changes or {}),
+            only_from=only_from, jobs=[NewJob(JobKind.CONNECTION, sealed)], consumer=self.consumer,
             keep_for=self._connecting_ttl(session.expires_at, now), now=now)
         attempt = self._spawn(moved.jobs[0])
         # The attempt goes on in its own task: neither this budget nor a browser that

@@ -120,6 +120,9 @@ class ErrorCode(StrEnum):
     SESSION_NOT_FOUND = (
         "SESSION_NOT_FOUND", 404, "error.session_not_found",
         "No connect session has that id.")
+    END_USER_NOT_FOUND = (
+        "END_USER_NOT_FOUND", 404, "error.end_user_not_found",
+        "The core API knows no end user with that id (or one of another workspace).")
     SESSION_CLOSED = (
         "SESSION_CLOSED", 409, "error.session_closed",
         "Hosted pages: the session is already finished, or past the step asked for "
@@ -132,8 +135,13 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = (
         "INTERNAL_ERROR", 500, "error.something_went_wrong",
         "A bug; the traceback is in the portal's log.")
-    # DESIGN.md's RATE_LIMITED is not here: the portal does not limit rates (yet), and a
-    # code listed in openapi.json and the README is one a client can meet.
+    RATE_LIMITED = (
+        "RATE_LIMITED", 429, "error.rate_limited",
+        "Too many requests of this kind (so far: invites per end user); the `Retry-After` "
+        "header says when to try again.")
+    NOT_CONFIGURED = (
+        "NOT_CONFIGURED", 501, "error.not_configured",
+        "This portal is not set up for the call (invites without PORTAL_SMTP_URL).")
 
 
 class SessionFailure(StrEnum):
@@ -212,6 +220,12 @@ PAGE_TEXTS: dict[str, PageText] = {
         "This app is not available",
         "Go back to the app you came from and choose another one."),
     "error.service_unavailable": PageText("The portal is busy", "Try again in a moment."),
+    "error.end_user_not_found": PageText(
+        "This link is not valid", "Ask the app you came from for a new link."),
+    "error.rate_limited": PageText(
+        "Too many attempts", "Wait a little, then try again."),
+    "error.not_configured": PageText(
+        "Not available here", "Go back to the app you came from."),
     "error.page_not_found": PageText(
         "Page not found", "Check the address, or go back to the app you came from."),
     "error.oauth_state_invalid": PageText(
@@ -245,6 +259,11 @@ class PortalError(Exception):
 
     def envelope(self) -> dict[str, Any]:
         return {"error": self.message, "code": self.code.value, "details": self.details}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the envelope (Retry-After of a 429)."""
+        return {}
 
 
 class ClientError(PortalError):
@@ -361,6 +380,10 @@ class SessionNotFoundError(NotFoundError):
     code = ErrorCode.SESSION_NOT_FOUND
 
 
+class EndUserNotFound(NotFoundError):
+    code = ErrorCode.END_USER_NOT_FOUND
+
+
 # -- ConflictError --
 class SessionClosed(ConflictError):
     """The session already finished or is being finished; nothing more can be submitted."""
@@ -382,9 +405,28 @@ class ServiceUnavailable(UnavailableError):
     code = ErrorCode.SERVICE_UNAVAILABLE
 
 
+class RateLimited(ClientError):
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: int = 60,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 # -- ServerError --
 class InternalError(ServerError):
     code = ErrorCode.INTERNAL_ERROR
+
+
+class NotConfigured(ServerError):
+    """The operator has not set up what the call needs (501)."""
+
+    code = ErrorCode.NOT_CONFIGURED
 
 
 def for_http_status(status: int, message: str) -> PortalError:

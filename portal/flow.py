@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -84,7 +84,21 @@ class ConnectFlow:
         self.clock = clock
 
     # -- backend API ----------------------------------------------------------------
-    async def create_session(self, request: ConnectRequest) -> IssuedToken:
+    async def create_session(
+        self,
+        request: ConnectRequest,
+        *,
+        reconnect_connection_id: str | None = None,
+        previous_account_id: str | None = None,
+        return_to: str | None = None,
+    ) -> IssuedToken:
+        """A PENDING session and its signed connect token. The keyword arguments are the
+        end-user portal's own (portal/end_users/): the connection a reconnect updates and
+        the provider account it was made with (when the core API knows it), and the
+        portal path the result page offers to go back to; never from a token."""
+        if return_to is not None and not (return_to.startswith("/")
+                                          and not return_to.startswith("//")):
+            raise ValueError("return_to must be a path of this portal")
         now = int(self.clock())
         ttl = request.expires_in or self.settings.token_ttl
         session = ConnectSession(
@@ -103,6 +117,9 @@ class ConnectFlow:
             error_redirect_uri=request.error_redirect_uri,
             allowed_origins=list(request.allowed_origins),
             webhook_url=request.webhook_url,
+            reconnect_connection_id=reconnect_connection_id,
+            previous_account_id=previous_account_id,
+            return_to=return_to,
             expires_at=now + ttl,
             created_at=now,
         )
@@ -297,10 +314,15 @@ class ConnectFlow:
         redeemed once); `deliver` sends it. Refused unless the session is PENDING."""
         return await self._delivering(self.delivery.begin(session))
 
-    async def deliver(self, session: ConnectSession, body: dict[str, Any]) -> ConnectResult:
+    async def deliver(
+        self, session: ConnectSession, body: dict[str, Any], *,
+        changes: Mapping[str, str] | None = None,
+    ) -> ConnectResult:
         """Send the connection of a session `begin_connecting` moved, through the outbox;
-        the result is final, or CONNECTING while the delivery goes on."""
-        return self.returns.result(await self._delivering(self.delivery.attach(session, body)))
+        the result is final, or CONNECTING while the delivery goes on. `changes` are
+        session fields written in the same step (`account_changed`)."""
+        return self.returns.result(await self._delivering(
+            self.delivery.attach(session, body, changes=changes)))
 
     async def fail(
         self,

@@ -19,6 +19,7 @@ from typing_extensions import TypedDict  # pydantic reads only this one on Pytho
 from portal.auth.oauth.refresh import MAX_REFRESH_TOKEN_LENGTH
 from portal.catalog import IntegrationListing, PublicField, PublicIntegration
 from portal.connect_request import ConnectRequest, OAuthAppId, TokenAnswer
+from portal.end_users import InviteRequest, LinkRequest
 from portal.errors import ErrorCode, SessionFailure
 from portal.jsonschema import ContractSchema, drop_titles, enum_of, readable
 from portal.sessions import SessionAnswer, SessionLookup
@@ -68,6 +69,27 @@ class OAuthTokens(TypedDict):
     data: NotRequired[Annotated[dict[str, Any], _FREE_FORM, pydantic.Field(
         description="Provider-specific fields of the token response (Salesforce "
         "instance_url, Notion workspace_id, Slack team, ...).")]]
+
+
+class EndUserLinkAnswer(TypedDict):
+    token: Annotated[str, pydantic.Field(description="An `eut_` end-user link token.")]
+    connectUrl: Annotated[str, pydantic.Field(
+        description="`<PORTAL_PUBLIC_URL>/connect/portal?token=…`: the end user's page.")]
+    expiresAt: Annotated[str, pydantic.Field(json_schema_extra={"format": "date-time"})]
+
+
+class Invite(TypedDict):
+    id: str
+    email: str
+    expiresAt: Annotated[str, pydantic.Field(json_schema_extra={"format": "date-time"})]
+
+
+class InviteAnswer(TypedDict):
+    invite: Invite
+
+
+class RevokeRequest(TypedDict):
+    token: Annotated[str, pydantic.Field(description="The `eut_` link to revoke.")]
 
 
 # The named schemas of the document, in its order; every other type is written inline.
@@ -172,6 +194,57 @@ OPERATIONS = (
             Answer(503, "The core API could not give the customer's OAuth app "
                    "(SERVICE_UNAVAILABLE)"),
         ),
+    ),
+    Operation(
+        "/api/v1/end-users/{endUserId}/connect-token", "post",
+        "Mint an end-user link (eut_) to the end user's connect portal",
+        description=(
+            "The end user is looked up in the core API (`GET /api/v1/end-users/{id}`). The "
+            "link opens `/connect/portal`, where the end user connects, reconnects and "
+            "disconnects their own connections; `integrationName` narrows it to one "
+            "integration. It can be revoked (see below). docs/end-users.md."),
+        parameters=(Parameter("endUserId", "path"),), body=LinkRequest,
+        answers=(Answer(200, "The link", EndUserLinkAnswer), INVALID,
+                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
+                 Answer(404, "No such end user (END_USER_NOT_FOUND) or integration "
+                        "(INTEGRATION_NOT_FOUND)"),
+                 TOO_LARGE,
+                 Answer(503, "The core API or the store does not answer "
+                        "(SERVICE_UNAVAILABLE)")),
+    ),
+    Operation(
+        "/api/v1/end-users/{endUserId}/invite", "post",
+        "Email the end user a link to their connect portal",
+        description=(
+            "Sends the link over SMTP (PORTAL_SMTP_URL), at most PORTAL_INVITE_LIMIT "
+            "invites per end user per hour."),
+        parameters=(Parameter("endUserId", "path"),), body=InviteRequest,
+        answers=(Answer(200, "The invite sent", InviteAnswer), INVALID,
+                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
+                 Answer(404, "No such end user (END_USER_NOT_FOUND) or integration "
+                        "(INTEGRATION_NOT_FOUND)"),
+                 TOO_LARGE,
+                 Answer(429, "Too many invites for this end user (RATE_LIMITED, "
+                        "Retry-After)"),
+                 Answer(501, "No SMTP server is configured (NOT_CONFIGURED)"),
+                 Answer(503, "The core API, the store or the SMTP server does not answer "
+                        "(SERVICE_UNAVAILABLE)")),
+    ),
+    Operation(
+        "/api/v1/end-users/{endUserId}/connect-tokens", "delete",
+        "Revoke every link of the end user issued so far",
+        parameters=(Parameter("endUserId", "path"),),
+        answers=(Answer(204, "Revoked", None),
+                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"), STORE_DOWN),
+    ),
+    Operation(
+        "/api/v1/end-users/{endUserId}/connect-tokens/revoke", "post",
+        "Revoke one link of the end user",
+        parameters=(Parameter("endUserId", "path"),), body=RevokeRequest,
+        answers=(Answer(204, "Revoked", None), INVALID,
+                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
+                 Answer(404, "The link is not one of this end user's (END_USER_NOT_FOUND)"),
+                 TOO_LARGE, STORE_DOWN),
     ),
     Operation("/healthz", "get", "Liveness", api_key=False,
               answers=(Answer(200, "The process is up", None),)),

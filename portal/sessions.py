@@ -88,6 +88,15 @@ class ConnectSession:
     connection_id: str | None = None
     error: str | None = None
     error_code: str | None = None
+    # A reconnect from the end-user portal: the connection the delivery updates (PATCH)
+    # instead of creating one; and the portal's own path to offer after the result.
+    reconnect_connection_id: str | None = None
+    return_to: str | None = None
+    # A reconnect: the provider account the connection was made with, when the core API
+    # knows it; "1" in `account_changed` when the sign-in named another one (the result
+    # page warns). Neither is shown by `public()`.
+    previous_account_id: str | None = None
+    account_changed: str | None = None
     # When the session became final (seconds since the epoch): its webhook event's time.
     finished_at: int | None = None
     # The outbox job carrying its connection (portal/delivery.py); never shown by `public()`.

@@ -63,6 +63,13 @@ class Settings:
     delivery_deadline: int = 24 * 60 * 60
     delivery_inline_budget: float = 3.0
     delivery_retry_cap: float = 60.0
+    # End-user links and invites (portal/end_users/, docs/end-users.md): the SMTP server
+    # invites go through (unset: invites answer 501), their sender, the name pages and
+    # emails give the platform, and invites per end user per hour.
+    smtp_url: str | None = None
+    smtp_from: str = "Connect portal <no-reply@localhost>"
+    brand_name: str = "the app"
+    invite_limit: int = 5
     # Origins allowed to show the portal in a frame; empty means no one ('none').
     frame_ancestors: tuple[str, ...] = ()
     # Server limits (portal/server.py, portal/middleware.py; the README's "Limits" table).
@@ -172,6 +179,10 @@ class Settings:
                                            cls.delivery_inline_budget, 0, 30),
             delivery_retry_cap=_number(env, "PORTAL_DELIVERY_RETRY_CAP", cls.delivery_retry_cap,
                                        1, 3600),
+            smtp_url=_smtp_url(env),
+            smtp_from=env.get("PORTAL_SMTP_FROM", "").strip() or cls.smtp_from,
+            brand_name=(env.get("PORTAL_BRAND_NAME", "").strip() or cls.brand_name)[:80],
+            invite_limit=_integer(env, "PORTAL_INVITE_LIMIT", cls.invite_limit, 1, 1000),
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
             max_header_bytes=_integer(env, "PORTAL_MAX_HEADER_BYTES", cls.max_header_bytes,
                                       1024, 1024 * 1024),
@@ -237,6 +248,17 @@ def _secret_keys(env: Mapping[str, str], name: str = "PORTAL_SECRET_KEYS") -> tu
                 f"use at least {MIN_SECRET_KEY_LENGTH} random characters"
             )
     return tuple(keys)
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    value = _optional(env, "PORTAL_SMTP_URL")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise SettingsError("PORTAL_SMTP_URL must be smtp://[user:password@]host[:port] "
+                            "(STARTTLS when the server offers it) or smtps://… (TLS)")
+    return value
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:

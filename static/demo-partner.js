@@ -40,4 +40,32 @@
       status.textContent = "error: " + error.message;
     });
   });
+
+  // The end user's own connect portal: the backend mints an eut_ link, or emails it.
+  var endUserStatus = document.getElementById("end-user-status");
+  function endUser(path, then) {
+    endUserStatus.textContent = "…";
+    fetch(path, {method: "POST"}).then(function (response) {
+      return response.json().then(function (body) {
+        if (!response.ok) throw new Error(body.error || "the portal refused");
+        then(body);
+      });
+    }).catch(function (error) {
+      endUserStatus.textContent = "error: " + error.message;
+    });
+  }
+  var portalButton = document.getElementById("end-user-portal");
+  if (portalButton) {
+    portalButton.addEventListener("click", function () {
+      endUser("/end-user/link", function (body) {
+        endUserStatus.textContent = "link valid until " + body.expiresAt;
+        window.open(body.connectUrl, "_blank", "noopener");
+      });
+    });
+    document.getElementById("end-user-invite").addEventListener("click", function () {
+      endUser("/end-user/invite", function (body) {
+        endUserStatus.textContent = "invite sent to " + body.invite.email + " (see the mailbox)";
+      });
+    });
+  }
 })();

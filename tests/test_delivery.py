@@ -19,6 +19,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from portal.connect_request import ConnectRequest
 from portal.delivery import DeliveryTiming
 from portal.sessions import ConnectSession
 from tests.conftest import (
@@ -331,3 +332,27 @@ def test_a_session_record_without_outbox_fields_reads_as_before() -> None:
     session = ConnectSession.from_record(record)
     assert session.outbox_job is None and session.finished_at is None
     assert "outboxJob" not in session.public() and "finishedAt" not in session.public()
+
+
+def test_a_reconnect_updates_its_connection_in_place_with_the_same_key_rules(
+    make_client: Any, core_app: Any,
+) -> None:
+    """A session made for a reconnect (the end-user portal's) PATCHes the connection it
+    names instead of creating one; a retry sends the same key and updates once."""
+    client = make_client(core_transport=httpx.ASGITransport(app=core_app))
+    first, _ = start_connect(client)
+    [original] = core_app.state.connections
+    flow = client.app.state.flow  # type: ignore[attr-defined]
+    request = ConnectRequest.model_validate(
+        {"integrationName": "openai", "connectionName": "Again", "externalId": "user-42",
+         "workspaceId": "ws-1"}, context={"settings": flow.settings})
+    issued = client.portal.call(lambda: flow.create_session(  # type: ignore[union-attr]
+        request, reconnect_connection_id=original["id"], return_to="/connect/portal"))
+    page_path, csrf = open_page(client, issued.token)
+    submit(client, page_path, csrf, secret_text="sk-live-rotated-0123", opener="1")
+    final = session_of(client, issued.session_id)
+    assert (final["status"], final["connectionId"]) == ("COMPLETED", original["id"])
+    assert len(core_app.state.connections) == 1  # updated, not duplicated
+    assert original["body"]["secretText"] == "sk-live-rotated-0123"
+    assert core_app.state.requests == [("PATCH", f"/api/v1/connections/{original['id']}")]
+    assert first["sessionId"] != issued.session_id

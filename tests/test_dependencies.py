@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -26,7 +27,11 @@ def pinned(lock: str) -> dict[str, tuple[Version, list[str]]]:
     current: str | None = None
     for line in (REPO / lock).read_text().splitlines():
         match = PIN.match(line)
-        if match:
+        # A pin for other Pythons (`pkg==1 ; python_full_version >= '3.12'`) is not this one.
+        marker = line.partition(";")[2].rstrip(" \\").strip() if match else ""
+        if match and marker and not Marker(marker).evaluate():
+            current = None
+        elif match:
             current = canonicalize_name(match.group(1))
             found[current] = (Version(match.group(2)), [])
         elif current and line.strip().startswith("--hash=sha256:"):

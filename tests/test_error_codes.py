@@ -32,10 +32,10 @@ def test_every_code_is_raised_by_a_class_and_every_status_by_one() -> None:
 
 
 def test_a_leaf_answers_its_code_and_status_and_its_kind_matches_the_status() -> None:
-    kinds = {errors.ClientError: {400, 405, 413}, errors.AuthError: {401, 403},
+    kinds = {errors.ClientError: {400, 405, 413, 429}, errors.AuthError: {401, 403},
              errors.NotFoundError: {404}, errors.ConflictError: {409},
              errors.UpstreamError: {502}, errors.UnavailableError: {503},
-             errors.ServerError: {500}}
+             errors.ServerError: {500, 501}}
     for leaf in _leaves():
         error = leaf("text", details={"a": 1})
         assert error.envelope() == {"error": "text", "code": leaf.code.value, "details": {"a": 1}}

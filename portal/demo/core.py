@@ -34,7 +34,7 @@ from portal.resources import static_dir, templates_dir
 PLAIN_FIELDS = frozenset({
     "type", "integrationName", "externalId", "displayName", "workspaceId", "endUserId",
     "authMethodKey", "scope", "oauthAppId", "username", "tokenType", "expiresIn",
-    "scope_oauth",
+    "scope_oauth", "accountId",
 })
 PLAIN_PROP_TYPES = frozenset({
     FieldType.SHORT_TEXT, FieldType.NUMBER, FieldType.CHECKBOX, FieldType.STATIC_DROPDOWN,
@@ -50,6 +50,9 @@ def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlett
     connections: list[dict[str, Any]] = []
     oauth_apps: dict[str, dict[str, str]] = {}
     by_idempotency_key: dict[str, dict[str, Any]] = {}
+    end_users: dict[str, dict[str, Any]] = {}
+    # Every request the end-user calls received, as (method, path): tests read it.
+    requests: list[tuple[str, str]] = []
     templates = Jinja2Templates(directory=templates_dir())
 
     def authorized(request: Request) -> bool:
@@ -80,6 +83,14 @@ def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlett
     async def list_json(request: Request) -> Response:
         if not authorized(request):
             return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        workspace = request.query_params.get("workspaceId")
+        end_user = request.query_params.get("endUserId")
+        if workspace is not None or end_user is not None:
+            listed = [_summary(record) for record in connections
+                      if record.get("status", "ACTIVE") != "DELETED"
+                      and (workspace is None or record["body"].get("workspaceId") == workspace)
+                      and (end_user is None or record["body"].get("endUserId") == end_user)]
+            return JSONResponse({"connections": listed})
         key = request.query_params.get("idempotencyKey")
         if key is not None:
             # What the portal's reconciler asks (docs/delivery.md): the connection made
@@ -87,6 +98,65 @@ def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlett
             found = by_idempotency_key.get(key)
             return JSONResponse({"connections": [_summary(found)] if found else []})
         return JSONResponse({"connections": connections})
+
+    async def update(request: Request) -> Response:
+        """PATCH /api/v1/connections/{id}: a reconnect replaces the credential of the
+        connection in place; the same Idempotency-Key answers the same again."""
+        if not authorized(request):
+            return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        requests.append(("PATCH", request.url.path))
+        found = _find(request.path_params["connection_id"])
+        if found is None:
+            return JSONResponse({"error": "No such connection", "code": "NOT_FOUND"}, 404)
+        body = await request.json()
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "JSON object expected",
+                                 "code": "VALIDATION_ERROR"}, 400)
+        key = request.headers.get("idempotency-key")
+        if not (key and found.get("updatedBy") == key):
+            found["body"] = body
+            found["updatedBy"] = key
+            found["updates"] = found.get("updates", 0) + 1
+        return JSONResponse({"connection": _summary(found)}, 200)
+
+    async def delete(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        requests.append(("DELETE", request.url.path))
+        found = _find(request.path_params["connection_id"])
+        if found is None:
+            return JSONResponse({"error": "No such connection", "code": "NOT_FOUND"}, 404)
+        found["status"] = "DELETED"
+        return Response(status_code=204)
+
+    def _find(connection_id: str) -> dict[str, Any] | None:
+        return next((record for record in connections if record["id"] == connection_id
+                     and record.get("status", "ACTIVE") != "DELETED"), None)
+
+    async def create_end_user(request: Request) -> Response:
+        """POST /api/v1/end-users: register a demo end user."""
+        if not authorized(request):
+            return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        body = await request.json()
+        fields = ("workspaceId", "externalId")
+        if not isinstance(body, dict) or not all(isinstance(body.get(f), str) and body[f]
+                                                 for f in fields):
+            return JSONResponse({"error": "workspaceId and externalId are required",
+                                 "code": "VALIDATION_ERROR"}, 400)
+        end_user = {"id": f"eu_{uuid.uuid4().hex[:16]}", "workspaceId": body["workspaceId"],
+                    "externalId": body["externalId"],
+                    "displayName": body.get("displayName") or body["externalId"],
+                    "email": body.get("email")}
+        end_users[end_user["id"]] = end_user
+        return JSONResponse({"endUser": end_user}, 201)
+
+    async def get_end_user(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "Invalid API key", "code": "UNAUTHORIZED"}, 401)
+        found = end_users.get(request.path_params["end_user_id"])
+        if found is None:
+            return JSONResponse({"error": "No such end user", "code": "NOT_FOUND"}, 404)
+        return JSONResponse({"endUser": found})
 
     async def oauth_app(request: Request) -> Response:
         if not authorized(request):
@@ -110,11 +180,17 @@ def create_core_app(api_key: str, *, catalog: Catalog | None = None) -> Starlett
         Route("/", page),
         Route("/api/v1/connections", create, methods=["POST"]),
         Route("/api/v1/connections", list_json, methods=["GET"]),
+        Route("/api/v1/connections/{connection_id}", update, methods=["PATCH"]),
+        Route("/api/v1/connections/{connection_id}", delete, methods=["DELETE"]),
+        Route("/api/v1/end-users", create_end_user, methods=["POST"]),
+        Route("/api/v1/end-users/{end_user_id}", get_end_user, methods=["GET"]),
         Route("/api/v1/oauth-apps/{app_id}", oauth_app, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ])
     app.state.connections = connections
     app.state.oauth_apps = oauth_apps
+    app.state.end_users = end_users
+    app.state.requests = requests
     app.state.oauth_app_requests = []
     return app
 
@@ -127,6 +203,10 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
         "externalId": body.get("externalId"),
         "displayName": body.get("displayName"),
         "type": body.get("type"),
+        "status": record.get("status", "ACTIVE"),
+        "endUserId": body.get("endUserId"),
+        "workspaceId": body.get("workspaceId"),
+        "accountId": body.get("accountId"),
     }
 
 

@@ -7,7 +7,7 @@ closing the stores closes it once. Without it both keep their records in this pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -23,6 +23,11 @@ from portal.store.oauth_state import (
     RedisOAuthStateStore,
 )
 from portal.store.redis import RedisSessionStore
+from portal.store.revocations import (
+    MemoryRevocationStore,
+    RedisRevocationStore,
+    RevocationStore,
+)
 
 # Redis connections one process may hold at once, both stores together.
 MAX_CONNECTIONS = 96
@@ -36,6 +41,8 @@ class Stores:
     sessions: SessionStore
     oauth_states: OAuthStateStore
     redis: aioredis.Redis | None = None  # the client both stores use, when in Redis
+    # Revoked end-user links (portal/end_users/links.py), on the same client.
+    revocations: RevocationStore = field(default_factory=MemoryRevocationStore)
 
     async def close(self) -> None:
         """Close the Redis client, and with it every pooled connection; after this the
@@ -52,7 +59,8 @@ def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
         return Stores(sessions=MemorySessionStore(), oauth_states=MemoryOAuthStateStore())
     client = redis_client(redis_url)
     return Stores(sessions=RedisSessionStore(client, prefix=prefix),
-                  oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client)
+                  oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client,
+                  revocations=RedisRevocationStore(client, prefix=prefix))
 
 
 def redis_client(redis_url: str) -> aioredis.Redis:
@@ -89,5 +97,7 @@ def _one_retry() -> Retry:
       answers the same again;
     - an OAuth state's SET NX does not overwrite, and its GETDEL gives a state out at most
       once: a re-sent GETDEL that had landed reads "already used", never a second use.
+    - a link revocation's SET writes the same value again; a revoke-all's Lua max
+      leaves a moment already reached as it is.
     """
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)

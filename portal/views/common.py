@@ -30,7 +30,8 @@ def flow_of(request: Request) -> ConnectFlow:
 
 
 def error_response(exc: PortalError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), status_code=exc.status, headers=_no_store())
+    return JSONResponse(exc.envelope(), status_code=exc.status,
+                        headers={**_no_store(), **exc.headers})
 
 
 def json_response(content: Any, status_code: int = 200) -> JSONResponse:

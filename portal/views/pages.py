@@ -38,11 +38,15 @@ async def open_link(request: Request) -> Response:
     The session goes to the first browser that opens the link (`ConnectFlow.open`); the
     browser cookie names that browser, and is refreshed on every open.
     """
-    flow = flow_of(request)
+    return await open_session(request, flow_of(request), request.query_params.get("token"))
+
+
+async def open_session(request: Request, flow: ConnectFlow, token: object) -> Response:
+    """Claim the session of `token` for this browser and go to its page, with the cookies
+    that bind it (`open_link`; also the end-user portal's connect, portal/views/
+    end_user_pages.py)."""
     browser_cookie = BROWSER_COOKIE_HTTPS if flow.settings.secure_cookies else BROWSER_COOKIE
-    session, cookie, browser_id = await flow.open(
-        request.query_params.get("token"), request.cookies.get(browser_cookie)
-    )
+    session, cookie, browser_id = await flow.open(token, request.cookies.get(browser_cookie))
     response = redirect(f"/connect/s/{session.id}")
     response.set_cookie(
         browser_cookie,

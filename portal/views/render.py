@@ -49,16 +49,24 @@ def render_option_page(
 
 def render_result(request: Request, result: ConnectResult) -> Response:
     payload = {"message": result.message, "targetOrigins": list(result.target_origins)}
-    return render(request, "result.html", {
+    context: dict[str, Any] = {
         "session": result.session,
         "result": result,
         "payload_json": json.dumps(payload).replace("<", "\\u003c"),
-    })
+    }
+    if result.session.account_changed:
+        # The warning names the app: a reconnect signed in to another account.
+        flow: ConnectFlow = request.app.state.flow
+        integration = flow.catalog.get(result.session.integration_name or "")
+        context["app_name"] = integration.display_name if integration else "app"
+    return render(request, "result.html", context)
 
 
 def render_error(request: Request, exc: PortalError) -> Response:
-    return render(request, "error.html", {"code": exc.code, "status": exc.status},
-                  status_code=exc.status)
+    response = render(request, "error.html", {"code": exc.code, "status": exc.status},
+                      status_code=exc.status)
+    response.headers.update(exc.headers)
+    return response
 
 
 def render(

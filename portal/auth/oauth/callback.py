@@ -108,7 +108,9 @@ class OAuthCallback:
                                            exc.message)
             return Finished(self.flow.returns.result(session), record.opener, session.id)
         body = _connection_body(session, option, record, tokens)
-        return Finished(await self.flow.deliver(session, body), record.opener, session.id)
+        changes = _account_change(session, tokens)
+        return Finished(await self.flow.deliver(session, body, changes=changes),
+                        record.opener, session.id)
 
     @staticmethod
     def _refusal(params: Mapping[str, str], record: StateRecord,
@@ -153,4 +155,18 @@ def _connection_body(
         body["oauthAppId"] = record.custom_app_id
     if record.props:
         body["props"] = record.props
+    if tokens.account_id is not None:
+        body["accountId"] = tokens.account_id  # a portal extension of the create body
     return body
+
+
+def _account_change(session: ConnectSession, tokens: TokenSet) -> dict[str, str]:
+    """A reconnect that signed in to another account than the connection's: still
+    delivered (the user chose to reconnect), but the session is marked so that its result
+    page warns. Only when the provider names the account, now and before."""
+    before, now = session.previous_account_id, tokens.account_id
+    if before is None or now is None or before == now:
+        return {}
+    logger.info("session %s: reconnect signed in to another account than before",
+                session.id)
+    return {"account_changed": "1"}

@@ -41,6 +41,10 @@ logger = logging.getLogger("portal.auth.oauth.provider")
 MAX_MESSAGE_LENGTH = 200
 # A token answer is a few kilobytes even with an id_token; anything bigger is refused.
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
+# An account identifier from a token response (an OIDC `sub` is at most 255 ASCII
+# characters); a longer value is ignored rather than cut. An id_token is read up to:
+MAX_ACCOUNT_ID_LENGTH = 255
+MAX_ID_TOKEN_LENGTH = 64 * 1024
 # Fields of a token response that the delivery body names itself; the rest go to `data`.
 _STANDARD_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in", "scope",
                     "expires_at", "id_token", "ok"}
@@ -76,6 +80,8 @@ class TokenSet:
     expires_in: int | None
     scope: str | None
     data: dict[str, Any]
+    # Who the provider says signed in (never a secret): see `account_id_of`.
+    account_id: str | None = None
 
     def delivery_fields(self) -> dict[str, Any]:
         """The token part of the Weavz create-connection body."""
@@ -210,7 +216,7 @@ class ProviderClient:
             tokens = TokenSet(
                 access_token=tokens.access_token, refresh_token=refresh_token,
                 token_type=tokens.token_type, expires_in=tokens.expires_in,
-                scope=tokens.scope, data=tokens.data,
+                scope=tokens.scope, data=tokens.data, account_id=tokens.account_id,
             )
         return tokens
 
@@ -355,4 +361,57 @@ def _token_set(answer: dict[str, Any], requested_scope: str, host: str,
         # The token's own scope says what was granted; the requested one is a fallback.
         scope=scope if isinstance(scope, str) else (requested_scope or None),
         data={key: value for key, value in answer.items() if key not in _STANDARD_FIELDS},
+        account_id=account_id_of(answer),
     )
+
+
+def account_id_of(answer: Mapping[str, Any]) -> str | None:
+    """Who the provider says signed in, from a token response; None when it does not say.
+
+    The `sub` claim of the `id_token` first (OpenID Connect), else a well-known plain
+    field: `user_id`, `account_id`, Slack's `team.id`, Notion's `workspace_id`. An
+    identifier, never a secret; cleaned like other provider text, and refused (None)
+    rather than cut when it is longer than `MAX_ACCOUNT_ID_LENGTH`."""
+    candidates: list[object] = [_id_token_subject(answer.get("id_token"))]
+    team = answer.get("team")
+    candidates += [answer.get("user_id"), answer.get("account_id"),
+                   team.get("id") if isinstance(team, Mapping) else None,
+                   answer.get("workspace_id")]
+    for candidate in candidates:
+        account = _identifier(candidate)
+        if account is not None:
+            return account
+    return None
+
+
+def _id_token_subject(id_token: object) -> str | None:
+    """The `sub` claim of an id_token, read WITHOUT checking its signature.
+
+    That is sound here only because the token came straight from the token endpoint over
+    TLS, which OpenID Connect Core 1.0 section 3.1.3.7 item 6 allows in place of the
+    signature check; it is used for a warning, never for a decision about access. Not a
+    JWS of three parts (an encrypted id_token has five), too long, or not a JSON object
+    with a `sub`: None."""
+    if not isinstance(id_token, str) or len(id_token) > MAX_ID_TOKEN_LENGTH:
+        return None
+    parts = id_token.split(".")
+    if len(parts) != 3 or not parts[1]:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are too
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else None
+
+
+def _identifier(value: object) -> str | None:
+    """A provider's account identifier (text or a whole number), cleaned; else None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if len(text) > MAX_ACCOUNT_ID_LENGTH:
+        return None
+    cleaned = clean_text(text, MAX_ACCOUNT_ID_LENGTH)
+    return cleaned or None
