@@ -133,6 +133,11 @@ def portal_process(args: argparse.Namespace, *, core_url: str, prefix: str,
         "CORE_API_URL": core_url, "CORE_API_KEY": CORE_API_KEY,
         # The built-in OpenAI entry would check the key with OpenAI.
         "PORTAL_VERIFY_CREDENTIALS": "false",
+        # One load generator is one client address and one API key: the abuse limits would
+        # measure themselves, not the portal.
+        "PORTAL_RATE_LIMIT_PAGES": "1000000/minute",
+        "PORTAL_RATE_LIMIT_POLL": "1000000/minute",
+        "PORTAL_RATE_LIMIT_MINT": "1000000/minute",
         "PORTAL_LOG_LEVEL": args.portal_log_level,
         **dict(item.split("=", 1) for item in args.portal_env),
     }

@@ -9,6 +9,10 @@ For `bench/run.py --breakdown`, two steps between the floor and the portal:
 returns it as JSON,
 and `create_floor_app_with_portal_middleware` is the same app behind the portal's own
 middleware and logging set-up.
+
+For `bench/run.py --access-log-compare`, `create_portal_with_sync_log` is the portal as
+`serve` runs it (`portal.asgi:app_from_env`) but with every log record, the access line
+included, formatted and written in the request's own task instead of through the queue.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from portal.app import create_app
 from portal.logs import configure_logging
 from portal.middleware import PortalMiddleware
+from portal.settings import Settings
 from portal.store.stores import redis_client
 
 
@@ -71,3 +77,10 @@ def create_floor_app_with_portal_middleware() -> Starlette:
     return create_floor_app(
         [Middleware(PortalMiddleware)]
     )
+
+
+def create_portal_with_sync_log() -> Starlette:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format, queued=False)
+    settings.require_production_secrets()
+    return create_app(settings)

@@ -17,6 +17,11 @@ It reports medians of requests per second and of the server's CPU time per reque
 On a small machine a Python load generator cannot saturate even the floor (compare
 `ceiling`), so the CPU ratio is the one that says what the portal costs; see README.md.
 
+`--access-log-compare` measures `lookup-sync` instead of poll: the same lookup on a second
+portal process that writes its log lines in the request's task
+(`bench.floor:create_portal_with_sync_log`) instead of through the queue handler. "loop
+CPU" is the event loop thread's share alone (the queue's writer is another thread).
+
     .venv/bin/python bench/run.py [--concurrency 32] [--duration 3] [--repeats 3] [--profile]
 """
 
@@ -74,6 +79,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     server_cpu_seconds: float
+    loop_cpu_seconds: float = 0.0  # the server's main (event loop) thread alone
 
     @property
     def per_second(self) -> float:
@@ -82,6 +88,10 @@ class Run:
     @property
     def cpu_us_per_request(self) -> float:
         return self.server_cpu_seconds / self.requests * 1e6
+
+    @property
+    def loop_cpu_us_per_request(self) -> float:
+        return self.loop_cpu_seconds / self.requests * 1e6
 
 
 @dataclass
@@ -98,20 +108,26 @@ class Target:
     def median_cpu_us(self) -> float:
         return statistics.median(run.cpu_us_per_request for run in self.runs)
 
+    def median_loop_cpu_us(self) -> float:
+        return statistics.median(run.loop_cpu_us_per_request for run in self.runs)
+
     def summary(self) -> dict[str, Any]:
         return {
             "what": self.what,
             "median_requests_per_second": round(self.median(), 1),
             "median_server_cpu_us_per_request": round(self.median_cpu_us(), 1),
+            "median_loop_cpu_us_per_request": round(self.median_loop_cpu_us(), 1),
             "runs": [{**asdict(run), "requests_per_second": round(run.per_second, 1),
                       "server_cpu_us_per_request": round(run.cpu_us_per_request, 1)}
                      for run in self.runs],
         }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, *, main_thread_only: bool = False) -> float:
+    """User plus system CPU time the process has used so far (all its threads, or only
+    its main thread, which runs the event loop)."""
+    stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread_only
+                else f"/proc/{pid}/stat").read_text()
     after_name = stat.rsplit(")", 1)[1].split()
     user, system = int(after_name[11]), int(after_name[12])
     return (user + system) / os.sysconf("SC_CLK_TCK")
@@ -125,6 +141,7 @@ async def load(clients: list[httpx.AsyncClient], target: Target, *, seconds: flo
     issued = 0
     send = target.send
     cpu_before = cpu_seconds(target.server_pid)
+    loop_before = cpu_seconds(target.server_pid, main_thread_only=True)
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -142,6 +159,7 @@ async def load(clients: list[httpx.AsyncClient], target: Target, *, seconds: flo
     await asyncio.gather(*(worker(client) for client in clients))
     elapsed = time.perf_counter() - started
     server_cpu = cpu_seconds(target.server_pid) - cpu_before
+    loop_cpu = cpu_seconds(target.server_pid, main_thread_only=True) - loop_before
     latencies.sort()
     return Run(
         requests=len(latencies),
@@ -150,6 +168,7 @@ async def load(clients: list[httpx.AsyncClient], target: Target, *, seconds: flo
         p50_ms=round(latencies[len(latencies) // 2] * 1000, 2),
         p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 2),
         server_cpu_seconds=server_cpu,
+        loop_cpu_seconds=loop_cpu,
     )
 
 
@@ -160,9 +179,10 @@ class Server:
 
 
 @contextmanager
-def servers(redis_url: str, prefix: str, logs: Path, portal_log_level: str, breakdown: bool
-            ) -> Iterator[dict[str, Server]]:
-    """The floor and the portal; with `breakdown`, also the floor behind portal middleware."""
+def servers(redis_url: str, prefix: str, logs: Path, portal_log_level: str, breakdown: bool,
+            sync_log: bool = False) -> Iterator[dict[str, Server]]:
+    """The floor and the portal; with `breakdown`, also the floor behind portal middleware;
+    with `sync_log`, also the portal writing its log in the request (`portal-sync`)."""
     floors = {"floor": "bench.floor:create_floor_app"}
     if breakdown:
         floors["floor+mw"] = "bench.floor:create_floor_app_with_portal_middleware"
@@ -176,25 +196,34 @@ def servers(redis_url: str, prefix: str, logs: Path, portal_log_level: str, brea
                 ready_path="/ceiling", log_path=logs / f"{name}.log",
             ))
             started[name] = Server(process.url, process)
-        portal_socket = bound_socket()
-        portal_url = url_of(portal_socket)
-        portal = stack.enter_context(uvicorn_process(
-            "portal.asgi:app_from_env", sock=portal_socket,
-            env={
-                "PORTAL_PUBLIC_URL": portal_url,
-                "PORTAL_SECRET_KEYS": secrets.token_urlsafe(48),
-                "PORTAL_API_KEYS": API_KEY,
-                "PORTAL_ALLOWED_ORIGINS": PARTNER_ORIGIN,
-                "PORTAL_LOG_LEVEL": portal_log_level,
-                "REDIS_URL": redis_url,
-                "PORTAL_REDIS_PREFIX": prefix,
-                # Lookups and polls never call the core API; nothing listens here.
-                "CORE_API_URL": f"http://{LOOPBACK}:9",
-                "CORE_API_KEY": secrets.token_urlsafe(24),
-            },
-            ready_path="/readyz", log_path=logs / "portal.log",
-        ))
-        started["portal"] = Server(portal_url, portal)
+        portal_env = {
+            "PORTAL_SECRET_KEYS": secrets.token_urlsafe(48),
+            "PORTAL_API_KEYS": API_KEY,
+            "PORTAL_ALLOWED_ORIGINS": PARTNER_ORIGIN,
+            # One load generator is one client address and one API key: the abuse limits would
+            # measure themselves, not the portal.
+            "PORTAL_RATE_LIMIT_PAGES": "1000000/minute",
+            "PORTAL_RATE_LIMIT_POLL": "1000000/minute",
+            "PORTAL_RATE_LIMIT_MINT": "1000000/minute",
+            "PORTAL_LOG_LEVEL": portal_log_level,
+            "REDIS_URL": redis_url,
+            "PORTAL_REDIS_PREFIX": prefix,
+            # Lookups and polls never call the core API; nothing listens here.
+            "CORE_API_URL": f"http://{LOOPBACK}:9",
+            "CORE_API_KEY": secrets.token_urlsafe(24),
+        }
+        portals = {"portal": "portal.asgi:app_from_env"}
+        if sync_log:
+            portals["portal-sync"] = "bench.floor:create_portal_with_sync_log"
+        for name, factory in portals.items():
+            portal_socket = bound_socket()
+            portal_url = url_of(portal_socket)
+            portal = stack.enter_context(uvicorn_process(
+                factory, sock=portal_socket,
+                env={**portal_env, "PORTAL_PUBLIC_URL": portal_url},
+                ready_path="/readyz", log_path=logs / f"{name}.log",
+            ))
+            started[name] = Server(portal_url, portal)
         yield started
 
 
@@ -248,9 +277,10 @@ async def measure(targets: list[Target], args: argparse.Namespace
                 if run.errors:
                     raise SystemExit(f"{target.name}: {run.errors} answers were not 200")
                 target.runs.append(run)
-                print(f"  round {round_number}  {target.name:8} {run.per_second:8.0f} req/s"
+                print(f"  round {round_number}  {target.name:11} {run.per_second:8.0f} req/s"
                       f"  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
-                      f"  server CPU {run.cpu_us_per_request:6.0f} us/request", flush=True)
+                      f"  server CPU {run.cpu_us_per_request:6.0f} us/request"
+                      f" (loop {run.loop_cpu_us_per_request:4.0f})", flush=True)
         if args.profile:
             for target in targets:
                 if target.name in {"floor", "lookup", "poll"}:
@@ -335,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="also measure steps between the floor and the portal: the "
                         "session record read, and the floor behind the portal's middleware")
+    parser.add_argument("--access-log-compare", action="store_true",
+                        help="also measure lookup on a portal that writes its access log "
+                        "synchronously (lookup-sync) instead of through the queue handler")
     parser.add_argument("--portal-log-level", default="INFO",
                         help="PORTAL_LOG_LEVEL for the portal (INFO writes an access log line)")
     args = parser.parse_args(argv)
@@ -346,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="portal-bench-") as logs, \
                 servers(args.redis_url, prefix, Path(logs), args.portal_log_level,
-                        args.breakdown) as running:
+                        args.breakdown, args.access_log_compare) as running:
             floor_url, floor = running["floor"].url, running["floor"].process
             portal_url, portal = running["portal"].url, running["portal"].process
             issued = mint(portal_url, args.sessions)
@@ -399,6 +432,15 @@ def main(argv: list[str] | None = None) -> int:
                        lambda client, i: client.post(poll_url, content=poll_bodies[i % n],
                                                      headers=json_type), portal.pid),
             ]
+            if args.access_log_compare:
+                sync_url, sync = running["portal-sync"].url, running["portal-sync"].process
+                sync_paths = [path.replace(portal_url, sync_url, 1) for path in lookup_paths]
+                # Lookup only: this mode is about the log write, which lookup and poll
+                # share; poll's per-client limit would refuse a one-address generator.
+                targets[-1] = Target(
+                    "lookup-sync", "GET /api/v1/connect/session/{sessionId}, log written "
+                    "in the request (no queue)",
+                    lambda client, i: client.get(sync_paths[i % n], headers=AUTH), sync.pid)
             print(f"measuring: concurrency {args.concurrency}, {args.duration:g}s per run, "
                   f"{args.repeats} rounds, portal log level {args.portal_log_level}", flush=True)
             profiles = asyncio.run(measure(targets, args))
@@ -414,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {name: {
         "throughput": by_name[name].median() / baseline.median(),
         "capacity_by_server_cpu": baseline.median_cpu_us() / by_name[name].median_cpu_us(),
-    } for name in ("lookup", "poll")}
+        "capacity_by_loop_cpu": (baseline.median_loop_cpu_us()
+                                 / by_name[name].median_loop_cpu_us()),
+    } for name in ("lookup", "poll", "lookup-sync") if name in by_name}
     report = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "command": " ".join([_shown(Path(sys.executable)), "bench/run.py",
@@ -435,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": args.warmup, "repeats": args.repeats, "sessions": args.sessions,
             "uvicorn": "one worker each, --no-access-log, loopback",
             "portal_log_level": args.portal_log_level,
+            "access_log_compare": args.access_log_compare,
         },
         "load_average_1_5_15": {"before": load_before, "after": list(os.getloadavg())},
         "targets": {target.name: target.summary() for target in targets},
@@ -461,15 +506,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {item['share']:6.1%} {item['us_per_request']:6.1f}  {item['name']}")
     print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
           f" on {os.cpu_count()} CPUs (other work on the machine skews req/s)")
-    print(f"medians of {args.repeats} runs   req/s   server CPU us/request")
+    print(f"medians of {args.repeats} runs   req/s   server CPU us/request   loop CPU")
     for target in targets:
-        print(f"  {target.name:8} {target.median():14.0f} {target.median_cpu_us():12.0f}"
-              f"   {target.what}")
+        print(f"  {target.name:11} {target.median():11.0f} {target.median_cpu_us():12.0f}"
+              f" {target.median_loop_cpu_us():10.0f}   {target.what}")
     print(f"ratio to the floor (target >= {TARGET_RATIO})")
     for name, pair in ratios.items():
         for kind, ratio in pair.items():
             verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-            print(f"  {name:8} {kind:24} {ratio:5.2f}  {verdict}")
+            print(f"  {name:11} {kind:24} {ratio:5.2f}  {verdict}")
     for kind, figures in memory.items():
         used = figures["memory_usage_bytes"]
         verdict = "meets" if used <= TARGET_SESSION_BYTES else "MISSES"

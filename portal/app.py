@@ -12,13 +12,13 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from portal import errors, ssrf
+from portal import errors, metrics, ssrf
 from portal.auth.credentials import CredentialFamily
 from portal.auth.credentials.checker import CredentialChecker
 from portal.auth.oauth.apps import OAuthApps, load_platform_apps
@@ -44,9 +44,11 @@ from portal.middleware import (
     security_headers,
 )
 from portal.outbound import HostCheck
+from portal.rate_limits import PageRateLimit, RateLimits
 from portal.resources import static_dir, templates_dir
 from portal.sealing import Sealer
 from portal.settings import Settings
+from portal.static_assets import COMPRESS_EXCLUDED_TYPES, COMPRESS_MINIMUM_SIZE, StaticAssets
 from portal.store import SessionStore
 from portal.store.oauth_state import OAuthStateStore
 from portal.store.stores import open_stores
@@ -182,6 +184,7 @@ def create_app(
             public_url=settings.public_url, catalog=catalog, core=core, links=links,
             invites=Invites.from_settings(settings, redis=stores.redis))
         app.state.oauth_refresh = TokenRefresh(catalog=catalog, family=oauth_family)
+        app.state.rate_limits = RateLimits.from_settings(settings, redis=stores.redis)
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         if start_delivery_worker:
@@ -198,6 +201,7 @@ def create_app(
             await core.aclose()
             await stores.close()
 
+    assets = StaticAssets(static_dir())  # content hashes, computed once at start
     json_body = body_limit(settings.max_json_body)
     form_body = body_limit(settings.max_form_body)
     app = Starlette(
@@ -238,10 +242,16 @@ def create_app(
                   end_user_pages.disconnect, methods=["POST"], middleware=form_body),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
-            Mount("/static", StaticFiles(directory=static_dir()), name="static"),
+            Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+            Mount("/static", assets.files(), name="static"),
         ],
         middleware=[
             Middleware(PortalMiddleware, frame_ancestors=settings.frame_ancestors),
+            Middleware(PageRateLimit),
+            # Inside PortalMiddleware (its headers and access line see the final answer);
+            # streamed bodies stay streamed. No HTML: see portal/static_assets.py.
+            Middleware(GZipMiddleware, minimum_size=COMPRESS_MINIMUM_SIZE,
+                       exclude_content_types=COMPRESS_EXCLUDED_TYPES),
         ],
         exception_handlers={
             errors.PortalError: handle_portal_error,
@@ -255,6 +265,7 @@ def create_app(
         directory=templates_dir(), context_processors=[template_nonce]
     )
     app.state.templates.env.filters["markdown"] = render_markdown
+    app.state.templates.env.globals["static_url"] = assets.url
     return app
 
 

@@ -11,6 +11,6 @@ from portal.settings import Settings
 
 def app_from_env() -> Starlette:
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.require_production_secrets()
     return create_app(settings)

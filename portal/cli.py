@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import replace
 
 import uvicorn
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ[variable] = value
     try:
         settings = Settings.from_env()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
             settings.require_production_secrets()
             # Fail here, once and readably, rather than in every worker.
@@ -142,6 +144,20 @@ def require_resolvable_host(host: str) -> None:
 
 
 def serve_portal(settings: Settings, *, fd: int | None = None) -> int:
+    # Metrics across the workers (portal/metrics.py): each writes its values to files in
+    # PROMETHEUS_MULTIPROC_DIR; without one set, a fresh directory for this run only.
+    own_metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_metrics_dir = tempfile.mkdtemp(prefix="connect-portal-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    try:
+        return _run_uvicorn(settings, fd=fd)
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(settings: Settings, *, fd: int | None) -> int:
     uvicorn.run(
         "portal.asgi:app_from_env",
         factory=True,

@@ -28,8 +28,9 @@ from urllib.parse import quote
 
 import httpx
 
-from portal import ssrf
+from portal import metrics, ssrf
 from portal.errors import SessionFailure
+from portal.logs import REQUEST_ID_HEADER, request_id_var
 from portal.outbound import OutboundPolicy, guarded_client
 
 logger = logging.getLogger("portal.core_api")
@@ -116,7 +117,11 @@ class CoreApiClient:
             transport=transport,
             lookup=lookup,
         )
+        # Each call carries the id of the request it is made for (X-Request-ID), so the
+        # core API's logs can be joined with the portal's; none outside a request.
+        self._http.event_hooks = {"request": [_send_request_id]}
 
+    @metrics.core_api_call("create")
     async def create_connection(
         self, body: dict[str, Any], *, session_id: str, replaces: str | None = None
     ) -> Outcome:
@@ -149,6 +154,7 @@ class CoreApiClient:
         text = message if isinstance(message, str) and message else "The platform refused it."
         return Rejected(SessionFailure.CORE_API_REJECTED, text[:300])
 
+    @metrics.core_api_call("find")
     async def find_connection(self, session_id: str) -> Created | Rejected | Unknown:
         """The connection created with `Idempotency-Key: <session_id>`, asked by the
         reconciler about a session whose job was lost: Created when the core API holds
@@ -305,6 +311,12 @@ class CoreApiClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+async def _send_request_id(request: httpx.Request) -> None:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        request.headers[REQUEST_ID_HEADER] = request_id
 
 
 def retry_after(response: httpx.Response) -> float | None:

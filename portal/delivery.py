@@ -55,6 +55,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portal import metrics
 from portal.core_api import CoreApiClient, Created, Rejected, Unknown
 from portal.errors import SessionFailure
 from portal.sealing import Sealer, Unsealable
@@ -196,6 +197,7 @@ class Delivery:
             ending.session_id, to, changes={**changes, "finished_at": str(int(now))},
             only_from=only_from, jobs=jobs, settles=settles, consumer=self.consumer,
             keep_for=max(0, ending.expires_at - int(now)) + RESULT_RETENTION, now=now)
+        metrics.session_finished(moved.session)
         for job in moved.jobs:
             self._spawn(job)
         return moved.session
@@ -250,6 +252,7 @@ class Delivery:
                     logger.info("outbox worker: the store answers again")
                 unavailable = False
             except StoreUnavailable as exc:
+                metrics.store_unavailable("outbox")
                 if not unavailable:
                     logger.warning("outbox worker: the store is unavailable (%s)", exc)
                 unavailable = True
@@ -300,6 +303,7 @@ class Delivery:
                 "error": DELIVERY_FAILED_MESSAGE, "error_code": SessionFailure.DELIVERY_FAILED})
         outcome = await self.core.create_connection(body, session_id=job.session_id,
                                                     replaces=payload.get("replaces"))
+        metrics.outbox_attempt(job.kind, outcome)
         if isinstance(outcome, Created):
             logger.info("session %s completed as connection %s (attempt %d)",
                         job.session_id, outcome.connection_id, job.attempts + 1)
@@ -365,6 +369,7 @@ class Delivery:
             await self.outbox.done(job)
             return
         result = await self.webhooks.send(url, session, attempt=job.attempts + 1)
+        metrics.outbox_attempt(job.kind, result)
         if isinstance(result, Sent | GiveUp):
             await self.outbox.done(job)
         elif self._past_deadline(job):

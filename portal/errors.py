@@ -137,8 +137,9 @@ class ErrorCode(StrEnum):
         "A bug; the traceback is in the portal's log.")
     RATE_LIMITED = (
         "RATE_LIMITED", 429, "error.rate_limited",
-        "Too many requests of this kind (so far: invites per end user); the `Retry-After` "
-        "header says when to try again.")
+        "Too many requests of this kind: hosted pages or polls from one client IP, mints "
+        "with one API key, form submits on one session, invites per end user; the "
+        "`Retry-After` header says when to try again.")
     NOT_CONFIGURED = (
         "NOT_CONFIGURED", 501, "error.not_configured",
         "This portal is not set up for the call (invites without PORTAL_SMTP_URL).")

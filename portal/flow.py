@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from portal import metrics
 from portal.auth.family import Deliver, FormRejected, Refuse, SendBrowser, Submission
 from portal.auth.registry import AuthRegistry
 from portal.catalog import AuthOption, Catalog, Integration
@@ -76,6 +77,7 @@ class ConnectFlow:
     ) -> None:
         self.settings = settings
         self.catalog = catalog
+        metrics.describe_catalog(catalog)
         self.store = store
         self.signer = signer
         self.delivery = delivery
@@ -124,6 +126,7 @@ class ConnectFlow:
             created_at=now,
         )
         await self._store(self.store.create(session, ttl=ttl + RESULT_RETENTION))
+        metrics.session_created(session.integration_name)
         token = self.signer.issue_connect_token(session.id, session.expires_at)
         logger.info("session %s created for %s", session.id, session.integration_name or "picker")
         return IssuedToken(

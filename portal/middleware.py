@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.errors import PayloadTooLarge
-from portal.logs import escape_controls
+from portal.logs import REQUEST_ID_HEADER, escape_controls, request_id_from, request_id_var
 
 access_logger = logging.getLogger("portal.access")
 
@@ -106,26 +106,36 @@ class PortalMiddleware:
         started = time.perf_counter()
         state: dict[str, Any] = scope.setdefault("state", {})
         status = 500
+        # The request's id: a sane incoming X-Request-ID, else a new one; in every log
+        # line of the request (portal.logs), on the answer and on core API calls.
+        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        request_id_token = request_id_var.set(request_id)
+        id_header = (REQUEST_ID_HEADER.encode("latin-1"), request_id.encode("latin-1"))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if NONCE_STATE in state or FORM_ACTION_STATE in state:
-                    MutableHeaders(scope=message).update(
-                        security_headers(state, self.frame_ancestors)
-                    )
+                    headers = MutableHeaders(scope=message)
+                    headers.update(security_headers(state, self.frame_ancestors))
+                    headers[REQUEST_ID_HEADER] = request_id
                 else:
-                    message["headers"] = [*message.get("headers", ()), *self._static]
+                    message["headers"] = [*message.get("headers", ()), *self._static,
+                                          id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            path = logged_path(scope)
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
             access_logger.info(
-                "%s %s %d %.1fms", scope["method"], logged_path(scope), status,
-                (time.perf_counter() - started) * 1000,
+                "%s %s %d %.1fms", scope["method"], path, status, duration_ms,
+                extra={"method": scope["method"], "path": path, "status": status,
+                       "duration_ms": duration_ms},
             )
+            request_id_var.reset(request_id_token)
 
 
 class BodyLimit:

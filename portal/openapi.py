@@ -140,13 +140,15 @@ UNAUTHORIZED = Answer(
 NOT_FOUND = Answer(404, "Not found (INTEGRATION_NOT_FOUND, SESSION_NOT_FOUND)")
 TOO_LARGE = Answer(413, "Body too large (PAYLOAD_TOO_LARGE)")
 STORE_DOWN = Answer(503, "Session store unavailable (SERVICE_UNAVAILABLE)")
+TOO_MANY_MINTS = Answer(429, "Too many mints with this API key (RATE_LIMITED, Retry-After; "
+                        "PORTAL_RATE_LIMIT_MINT)")
 
 OPERATIONS = (
     Operation(
         "/api/v1/connect/token", "post", "Mint a connect token and create its session",
         body=ConnectRequest,
         answers=(Answer(200, "The token, the URL to open, and the session id", TokenAnswer),
-                 INVALID, UNAUTHORIZED, NOT_FOUND, TOO_LARGE, STORE_DOWN),
+                 INVALID, UNAUTHORIZED, NOT_FOUND, TOO_LARGE, TOO_MANY_MINTS, STORE_DOWN),
     ),
     Operation(
         "/api/v1/connect/session/{sessionId}", "get", "Look a session up",
@@ -163,7 +165,10 @@ OPERATIONS = (
             "session that is not final is `401 INVALID_TOKEN` with `details.reason` "
             "`expired`. A token the portal did not sign reads nothing."),
         answers=(Answer(200, "The session, flat", SessionAnswer), INVALID, UNAUTHORIZED,
-                 NOT_FOUND, TOO_LARGE, STORE_DOWN),
+                 NOT_FOUND, TOO_LARGE,
+                 Answer(429, "Too many polls from this client IP (RATE_LIMITED, Retry-After; "
+                        "PORTAL_RATE_LIMIT_POLL)"),
+                 STORE_DOWN),
     ),
     Operation(
         "/api/v1/integrations", "get", "The integration catalog (public, no secrets)",
@@ -208,7 +213,7 @@ OPERATIONS = (
                  Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
                  Answer(404, "No such end user (END_USER_NOT_FOUND) or integration "
                         "(INTEGRATION_NOT_FOUND)"),
-                 TOO_LARGE,
+                 TOO_LARGE, TOO_MANY_MINTS,
                  Answer(503, "The core API or the store does not answer "
                         "(SERVICE_UNAVAILABLE)")),
     ),
@@ -224,8 +229,8 @@ OPERATIONS = (
                  Answer(404, "No such end user (END_USER_NOT_FOUND) or integration "
                         "(INTEGRATION_NOT_FOUND)"),
                  TOO_LARGE,
-                 Answer(429, "Too many invites for this end user (RATE_LIMITED, "
-                        "Retry-After)"),
+                 Answer(429, "Too many invites for this end user, or mints with this API "
+                        "key (RATE_LIMITED, Retry-After)"),
                  Answer(501, "No SMTP server is configured (NOT_CONFIGURED)"),
                  Answer(503, "The core API, the store or the SMTP server does not answer "
                         "(SERVICE_UNAVAILABLE)")),
@@ -235,7 +240,10 @@ OPERATIONS = (
         "Revoke every link of the end user issued so far",
         parameters=(Parameter("endUserId", "path"),),
         answers=(Answer(204, "Revoked", None),
-                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"), STORE_DOWN),
+                 Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
+                 Answer(404, "An id no end user can have: empty, too long or with control "
+                        "characters (END_USER_NOT_FOUND)"),
+                 STORE_DOWN),
     ),
     Operation(
         "/api/v1/end-users/{endUserId}/connect-tokens/revoke", "post",
@@ -252,6 +260,22 @@ OPERATIONS = (
               answers=(Answer(200, "Ready", None),
                        Answer(503, "The session store does not answer", None))),
 )
+
+
+def _ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+# OpenAPI links: what an answer feeds into the next call (token -> lookup, token -> poll).
+# Clients may ignore them; the contract fuzzer (tests/test_contract_fuzz.py) follows them.
+LINKS: dict[tuple[str, str, int], dict[str, Any]] = {
+    ("/api/v1/connect/token", "post", 200): {
+        "GetSession": {"operationRef": _ref("/api/v1/connect/session/{sessionId}", "get"),
+                       "parameters": {"sessionId": "$response.body#/sessionId"}},
+        "PollSession": {"operationRef": _ref("/api/v1/connect/session/poll", "post"),
+                        "requestBody": {"token": "$response.body#/token"}},
+    },
+}
 
 
 # -- building the document ---------------------------------------------------------------
@@ -302,6 +326,8 @@ def _operation(operation: Operation, schemas: _Schemas) -> dict[str, Any]:
         response: dict[str, Any] = {"description": answer.description}
         if answer.body is not None:
             response["content"] = {"application/json": {"schema": schemas.use(answer.body)}}
+        if links := LINKS.get((operation.path, operation.method, answer.status)):
+            response["links"] = links
         document["responses"][str(answer.status)] = response
     return document
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
+
 from portal.outbound import OutboundPolicy
 from portal.ssrf import LABEL
 
@@ -42,6 +44,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     token_ttl: int = DEFAULT_TOKEN_TTL
     log_level: str = "INFO"
+    # "text" lines (the default) or one JSON object per line (portal/logs.py).
+    log_format: str = "text"
     catalog_paths: tuple[str, ...] = field(default=())
     # Credential checks against the provider before saving (the catalog's verification).
     verify_credentials: bool = True
@@ -70,6 +74,14 @@ class Settings:
     smtp_from: str = "Connect portal <no-reply@localhost>"
     brand_name: str = "the app"
     invite_limit: int = 5
+    # Abuse limits (portal/rate_limits.py), in the `limits` library's notation: per client
+    # IP on the hosted pages and on the poll, per API key on minting, per session on form
+    # submits; and the proxies whose X-Forwarded-For names the client (none by default).
+    rate_limit_pages: str = "300/minute"
+    rate_limit_poll: str = "600/minute"
+    rate_limit_mint: str = "600/minute"
+    rate_limit_submits: str = "10/10 minutes"
+    trusted_proxies: tuple[str, ...] = ()
     # Origins allowed to show the portal in a frame; empty means no one ('none').
     frame_ancestors: tuple[str, ...] = ()
     # Server limits (portal/server.py, portal/middleware.py; the README's "Limits" table).
@@ -88,6 +100,8 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104
     port: int = 8000
     workers: int = 2
+    # The bearer key GET /metrics asks for; unset, /metrics answers 404 (portal/metrics.py).
+    metrics_key: str | None = None
     # PORTAL_OUTBOUND_ALLOW read into the policy every outbound request is checked against;
     # built with the rest, so a bad entry stops the start however the settings were made.
     outbound_policy: OutboundPolicy = field(init=False, repr=False, compare=False)
@@ -162,6 +176,7 @@ class Settings:
             token_ttl=int(_number(env, "PORTAL_TOKEN_TTL", DEFAULT_TOKEN_TTL,
                                   MIN_TOKEN_TTL, MAX_TOKEN_TTL)),
             log_level=_log_level(env),
+            log_format=_log_format(env),
             catalog_paths=tuple(_split(env.get("PORTAL_CATALOG", ""))),
             verify_credentials=_flag(env, "PORTAL_VERIFY_CREDENTIALS", default=True),
             verification_timeout=_number(env, "PORTAL_VERIFY_TIMEOUT", cls.verification_timeout,
@@ -183,6 +198,12 @@ class Settings:
             smtp_from=env.get("PORTAL_SMTP_FROM", "").strip() or cls.smtp_from,
             brand_name=(env.get("PORTAL_BRAND_NAME", "").strip() or cls.brand_name)[:80],
             invite_limit=_integer(env, "PORTAL_INVITE_LIMIT", cls.invite_limit, 1, 1000),
+            rate_limit_pages=_rate_limit(env, "PORTAL_RATE_LIMIT_PAGES", cls.rate_limit_pages),
+            rate_limit_poll=_rate_limit(env, "PORTAL_RATE_LIMIT_POLL", cls.rate_limit_poll),
+            rate_limit_mint=_rate_limit(env, "PORTAL_RATE_LIMIT_MINT", cls.rate_limit_mint),
+            rate_limit_submits=_rate_limit(env, "PORTAL_RATE_LIMIT_SUBMITS",
+                                           cls.rate_limit_submits),
+            trusted_proxies=_networks(env, "PORTAL_TRUSTED_PROXIES"),
             frame_ancestors=_origins(env, "PORTAL_FRAME_ANCESTORS"),
             max_header_bytes=_integer(env, "PORTAL_MAX_HEADER_BYTES", cls.max_header_bytes,
                                       1024, 1024 * 1024),
@@ -202,6 +223,7 @@ class Settings:
             host=_host(env, "PORTAL_HOST", cls.host),
             port=_integer(env, "PORTAL_PORT", cls.port, 0, 65535),
             workers=_integer(env, "PORTAL_WORKERS", cls.workers, 1, 256),
+            metrics_key=_metrics_key(env),
         )
 
 
@@ -269,6 +291,14 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"PORTAL_API_KEYS: key {index} is {len(key)} characters long; use at least 16"
             )
     return tuple(keys)
+
+
+def _metrics_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("PORTAL_METRICS_KEY", "").strip() or None
+    if key is not None and len(key) < 16:
+        raise SettingsError(
+            f"PORTAL_METRICS_KEY is {len(key)} characters long; use at least 16")
+    return key
 
 
 def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -346,6 +376,33 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return int(raw)
 
 
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A limit in the `limits` notation: `300/minute`, `10 per 10 minutes`."""
+    raw = env.get(name, "").strip() or default
+    try:
+        item = parse_limit(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a limit like 300/minute or 10 per 10 minutes, got {raw[:60]!r}"
+        ) from None
+    if item.amount < 1:
+        raise SettingsError(f"{name} must allow at least 1 request, got {raw[:60]!r}")
+    return raw
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma list of IP addresses and networks (CIDR), normalised."""
+    networks = []
+    for value in _split(env.get(name, "")):
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {value[:60]!r} is not an IP address or network like 10.0.0.0/8"
+            ) from None
+    return tuple(dict.fromkeys(networks))
+
+
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -355,6 +412,13 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    log_format = env.get("PORTAL_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in {"text", "json"}:
+        raise SettingsError(f"PORTAL_LOG_FORMAT must be text or json, got {log_format!r}")
+    return log_format
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ A test or benchmark steers it over HTTP, so it can run in another process:
                           {"webhook_status": 503, "webhook_for_seconds": 5}   webhooks only
     POST /_control/reset  forget every connection, webhook and count (the mode stays)
     GET  /_control/stats  {"posts", "connections", "by_key", "duplicate_accounts", "webhooks",
-                           "posts_by_key", "webhook_attempts", "mode"}
+                           "posts_by_key", "webhook_attempts", "request_ids", "mode"}
 
 A mode with `for_seconds` ends by itself: each request compares the monotonic clock with
 the end of the window, so no background task is needed. `latency_ms` (any mode; without
@@ -93,6 +93,8 @@ class State:
     posts_by_key: Counter[str] = field(default_factory=Counter)
     webhooks: Counter[str] = field(default_factory=Counter)
     webhook_attempts: int = 0
+    # The X-Request-ID of each connection request (POST and GET), in arrival order.
+    request_ids: list[str | None] = field(default_factory=list)
 
     def mode(self) -> Mode:
         """The mode in force now: a timed one until its window ends, then the base."""
@@ -139,6 +141,7 @@ class State:
             "webhooks": dict(self.webhooks),
             "posts_by_key": dict(self.posts_by_key),
             "webhook_attempts": self.webhook_attempts,
+            "request_ids": list(self.request_ids),
             "mode": {"name": mode.name, "latency_ms": round(mode.latency * 1000),
                      "remaining_s": (None if mode.until is None
                                      else round(max(0.0, mode.until - time.monotonic()), 3))},
@@ -152,6 +155,7 @@ class State:
         self.posts_by_key.clear()
         self.webhooks.clear()
         self.webhook_attempts = 0
+        self.request_ids.clear()
 
 
 def create_standin_app(api_key: str, *, webhook_secret: str | None = None) -> Starlette:
@@ -166,6 +170,7 @@ def create_standin_app(api_key: str, *, webhook_secret: str | None = None) -> St
 
     async def create(request: Request) -> Response:
         state.posts += 1
+        state.request_ids.append(request.headers.get("x-request-id"))
         if not authorized(request):
             return unauthorized()
         mode = state.mode()
@@ -201,6 +206,7 @@ def create_standin_app(api_key: str, *, webhook_secret: str | None = None) -> St
         return JSONResponse(answer, 201 if created else 200)
 
     async def listing(request: Request) -> Response:
+        state.request_ids.append(request.headers.get("x-request-id"))
         if not authorized(request):
             return unauthorized()
         key = request.query_params.get("idempotencyKey")

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
 
 import jinja2
 import redis.asyncio as aioredis
 from limits import RateLimitItemPerHour
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
@@ -35,6 +34,7 @@ from portal.resources import templates_dir
 from portal.sessions import iso8601
 from portal.settings import Settings
 from portal.store import StoreUnavailable
+from portal.store.limits_storage import limits_storage
 
 logger = logging.getLogger("portal.invites")
 
@@ -52,14 +52,7 @@ class InviteLimiter:
     def open(cls, per_hour: int, *, redis: aioredis.Redis | None, prefix: str) -> InviteLimiter:
         """In Redis on `redis`'s pool (the stores' client, portal/store/stores.py) under
         `prefix`, or in this process without it."""
-        if redis is None:
-            return cls(per_hour, MemoryStorage())
-        # The stores' pool itself: limits' own client over it opens no connection more.
-        shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
-        storage = RedisStorage("async+redis://", implementation="redispy",
-                               key_prefix=f"{prefix}invite-limit", wrap_exceptions=True,
-                               **shared)
-        return cls(per_hour, storage)
+        return cls(per_hour, limits_storage(redis, key_prefix=f"{prefix}invite-limit"))
 
     async def take(self, end_user_id: str) -> int | None:
         """Count one invite: None when allowed, else the seconds until one is (the answer's

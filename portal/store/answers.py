@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from portal import metrics
 from portal.errors import ServiceUnavailable
 from portal.store import StoreUnavailable
 
@@ -18,6 +19,7 @@ async def answered_by_store(awaitable: Awaitable[T], what: str) -> T:
     try:
         return await awaitable
     except StoreUnavailable as exc:
+        metrics.store_unavailable(what)
         logger.error("%s unavailable: %s", what, exc)
         raise ServiceUnavailable(
             "The portal cannot reach its session store. Try again in a moment."

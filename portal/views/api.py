@@ -8,9 +8,11 @@ from starlette.responses import JSONResponse, Response
 from portal.catalog import IntegrationListing
 from portal.connect_request import TokenAnswer, parse_connect_request
 from portal.errors import IntegrationNotFound, PortalError, ValidationFailed
+from portal.rate_limits import rate_limits_of
 from portal.resources import openapi_document
 from portal.sessions import SessionLookup, iso8601
 from portal.views.common import (
+    backend_key,
     error_response,
     flow_of,
     json_response,
@@ -20,10 +22,12 @@ from portal.views.common import (
 
 
 async def create_token(request: Request) -> Response:
-    require_api_key(request)
+    api_key = require_api_key(request)
     flow = flow_of(request)
     body = await read_json(request)
     connect_request = parse_connect_request(body, settings=flow.settings, catalog=flow.catalog)
+    # A refused request makes nothing, so it is not counted.
+    await rate_limits_of(request).check_mint(api_key)
     issued = await flow.create_session(connect_request)
     answer: TokenAnswer = {
         "token": issued.token,
@@ -47,6 +51,12 @@ async def poll_session(request: Request) -> Response:
     flow = flow_of(request)
     origin = request.headers.get("origin")
     try:
+        # A backend that sends its API key (the Weavz SDK's `wait()` polls every second,
+        # one poll per waiting session, all from the backend's one address) is the
+        # platform's own customer and is not limited per IP; anonymous polls (connect.js
+        # in browsers) are.
+        if backend_key(request) is None:
+            await rate_limits_of(request).check_poll(request.scope)
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ValidationFailed("The request body must be a JSON object with a token.")

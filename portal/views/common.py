@@ -72,7 +72,8 @@ def nested_deeper_than(raw: bytes, limit: int) -> bool:
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
 
 
-def require_api_key(request: Request) -> None:
+def require_api_key(request: Request) -> str:
+    """The caller's API key (one of PORTAL_API_KEYS), or Unauthorized."""
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
@@ -80,11 +81,24 @@ def require_api_key(request: Request) -> None:
     presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
     keys: tuple[str, ...] = request.app.state.settings.api_keys
     # Compare against every key, so the time taken says nothing about which one matched.
-    matched = False
+    matched = None
     for key in keys:
-        matched |= hmac.compare_digest(presented_bytes, key.encode())
-    if not matched:
+        if hmac.compare_digest(presented_bytes, key.encode()):
+            matched = key
+    if matched is None:
         raise Unauthorized("The API key is not valid.")
+    return matched
+
+
+def backend_key(request: Request) -> str | None:
+    """The API key a request presents, when it is one of PORTAL_API_KEYS; else None (no
+    key, or a wrong one: the caller is then treated as anonymous, never refused here)."""
+    if not request.headers.get("authorization"):
+        return None
+    try:
+        return require_api_key(request)
+    except Unauthorized:
+        return None
 
 
 def _no_store() -> dict[str, str]:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portal.end_users import EndUserApi, InviteRequest, LinkRequest, parse_body
+from portal.rate_limits import rate_limits_of
 from portal.sessions import iso8601
 from portal.views.common import json_response, read_json, require_api_key
 
@@ -19,8 +20,9 @@ def _api(request: Request) -> EndUserApi:
 
 async def create_link(request: Request) -> Response:
     """POST /api/v1/end-users/{end_user_id}/connect-token"""
-    require_api_key(request)
+    api_key = require_api_key(request)
     body = parse_body(LinkRequest, await read_json(request))
+    await rate_limits_of(request).check_mint(api_key)
     issued = await _api(request).issue_link(request.path_params["end_user_id"], body)
     return json_response({"token": issued.token, "connectUrl": issued.url,
                           "expiresAt": iso8601(issued.link.expires_at)})
@@ -28,8 +30,9 @@ async def create_link(request: Request) -> Response:
 
 async def invite(request: Request) -> Response:
     """POST /api/v1/end-users/{end_user_id}/invite"""
-    require_api_key(request)
+    api_key = require_api_key(request)
     body = parse_body(InviteRequest, await read_json(request))
+    await rate_limits_of(request).check_mint(api_key)
     sent = await _api(request).invite(request.path_params["end_user_id"], body)
     return json_response({"invite": {"id": sent.id, "email": sent.email,
                                      "expiresAt": iso8601(sent.expires_at)}})

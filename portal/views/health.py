@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from portal import metrics
 from portal.store import StoreUnavailable
 
 
@@ -22,6 +23,7 @@ async def readyz(request: Request) -> Response:
     try:
         await store.ping()
         depth = await flow.delivery.outbox.depth(now=flow.clock())
+        metrics.outbox_depth(depth)
     except StoreUnavailable:
         return JSONResponse(
             {"status": "unavailable", "store": store.description}, status_code=503

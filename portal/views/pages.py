@@ -11,6 +11,7 @@ from portal.auth.family import FormRejected, SendBrowser, Submission
 from portal.csrf import check_form_post
 from portal.errors import SessionClosed
 from portal.flow import RESULT_RETENTION, ConnectFlow
+from portal.rate_limits import rate_limits_of
 from portal.return_path import ConnectResult
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import MAX_TOKEN_TTL
@@ -115,6 +116,8 @@ async def read_bound_form(
         origin=request.headers.get("origin"),
         fetch_site=request.headers.get("sec-fetch-site"),
     )
+    # Before the form reaches its family: a refused submit checks nothing with a provider.
+    await rate_limits_of(request).check_submit(session.id)
     return session, binding, form
 
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 import httpx
 
-from portal import ssrf
+from portal import metrics, ssrf
 from portal.catalog import Verification
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.ssrf import Refusal
@@ -70,6 +70,7 @@ class CredentialChecker:
             lookup=lookup,
         )
 
+    @metrics.credential_check
     async def check(self, verification: Verification, values: Mapping[str, str]) -> CheckResult:
         unsendable = _unsendable_header_value(verification, values)
         if unsendable is not None:

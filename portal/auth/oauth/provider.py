@@ -31,7 +31,7 @@ from authlib.oauth2.rfc7636 import (  # type: ignore[import-untyped]
     create_s256_code_challenge,
 )
 
-from portal import ssrf
+from portal import metrics, ssrf
 from portal.catalog import OAuthSettings
 from portal.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from portal.settings import origin_of
@@ -220,6 +220,7 @@ class ProviderClient:
             )
         return tokens
 
+    @metrics.provider_call
     async def _token_request(
         self, settings: OAuthSettings, endpoints: Endpoints, app: ClientApp, what: str,
         grant: dict[str, str],
