@@ -225,23 +225,36 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
 
 
 def _field_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """One text per bad field: unknown fields first, then in the order of the model."""
+    return field_errors(errors, aliases=_ALIASES, wrong_type=_WRONG_TYPE,
+                        out_of_range=_OUT_OF_RANGE)
+
+
+def field_errors(
+    errors: Sequence[Mapping[str, Any]],
+    *,
+    aliases: Mapping[str, str],
+    wrong_type: Mapping[str, str],
+    out_of_range: str,
+) -> dict[str, str]:
+    """One text per bad field of a request model's pydantic errors: unknown fields first,
+    then in the order of the model. `aliases` maps Python names to wire names (a default
+    checked by a validator is named by its Python name); a custom error's own message
+    (types `connect_request`, `end_user_request`) is the field's text."""
     unknown = sorted(str(error["loc"][0]) for error in errors
                      if error["type"] == "extra_forbidden")
     fields = dict.fromkeys(unknown, "Unknown field.")
     for error in errors:
-        # A default checked by a validator (oauthAppId) is named by its Python name.
-        name = _ALIASES.get(str(error["loc"][0]), str(error["loc"][0]))
+        name = aliases.get(str(error["loc"][0]), str(error["loc"][0]))
         if error["type"] == "extra_forbidden" or name in fields:
             continue
-        if error["type"] == "connect_request":
+        if error["type"] in {"connect_request", "end_user_request"}:
             fields[name] = str(error["msg"])
         elif error["type"] == "missing" or error.get("input", "") is None:
             fields[name] = "Required."
         elif error["type"] in {"greater_than_equal", "less_than_equal"}:
-            fields[name] = _OUT_OF_RANGE
+            fields[name] = out_of_range
         else:
-            fields[name] = _WRONG_TYPE.get(name, "Must be a string.")
+            fields[name] = wrong_type.get(name, "Must be a string.")
     return fields
 
 

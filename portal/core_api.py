@@ -277,25 +277,10 @@ class CoreApiClient:
         """
         if app_id in {"", ".", ".."}:
             return None
-        try:
-            response = await self._http.get(
-                f"/api/v1/oauth-apps/{quote(app_id, safe='')}"
-            )
-        except httpx.TransportError as exc:
-            logger.warning("core API unreachable for OAuth app %s: %s", app_id,
-                           type(exc).__name__)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
-                                 "The platform could not be reached.") from None
-        if response.status_code == 404:
+        response = await self._read(f"/api/v1/oauth-apps/{quote(app_id, safe='')}")
+        if response is None:
             return None
-        if not response.is_success:
-            logger.warning("core API answered %d for OAuth app %s", response.status_code, app_id)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
-                                 "The platform could not give its OAuth app.")
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+        payload = _json(response)
         app = payload.get("oauthApp") if isinstance(payload, dict) else None
         client_id = app.get("clientId") if isinstance(app, dict) else None
         secret = app.get("clientSecret") if isinstance(app, dict) else None

@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from portal.catalog import Catalog
-from portal.connect_request import MAX_ID_LENGTH, OptionalId
+from portal.connect_request import MAX_ID_LENGTH, OptionalId, field_errors
 from portal.core_api import CoreApiClient, DeliveryFailed, EndUser
 from portal.end_users.invites import Invite, Invites
 from portal.end_users.links import (
@@ -124,22 +124,8 @@ def parse_body(model: type[Request], body: Any) -> Request:
 def _field_errors(model: type[LinkRequest],
                   errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     aliases = {name: info.alias or name for name, info in model.model_fields.items()}
-    fields: dict[str, str] = {}
-    for error in errors:
-        name = aliases.get(str(error["loc"][0]), str(error["loc"][0]))
-        if name in fields:
-            continue
-        if error["type"] == "extra_forbidden":
-            fields[name] = "Unknown field."
-        elif error["type"] in {"end_user_request", "connect_request"}:
-            fields[name] = str(error["msg"])
-        elif error["type"] == "missing" or error.get("input", "") is None:
-            fields[name] = "Required."
-        elif error["type"] in {"greater_than_equal", "less_than_equal"}:
-            fields[name] = _OUT_OF_RANGE
-        else:
-            fields[name] = _WRONG_TYPE.get(name, "Must be a string.")
-    return fields
+    return field_errors(errors, aliases=aliases, wrong_type=_WRONG_TYPE,
+                        out_of_range=_OUT_OF_RANGE)
 
 
 @dataclass(frozen=True)
