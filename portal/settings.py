@@ -12,7 +12,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from limits import parse as parse_limit
 
@@ -29,6 +29,50 @@ MIN_WEBHOOK_SECRET_BYTES = 24
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """REDIS_URL of the form
+    `redis+sentinel://[:password@]host1:port1,host2:port2/<service-name>[/<db>]`: Redis
+    Sentinel at each host:port (26379 when the port is left out) watching the primary
+    named `service-name`; the password (if any) is the Redis primary's, the sentinels
+    are asked without one; `db` is 0 unless given."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    password: str | None = None
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """`url` (REDIS_URL) as a `SentinelUrl`, or a SettingsError saying what is wrong."""
+    form = ("REDIS_URL must be redis+sentinel://[:password@]host:port[,host:port...]"
+            "/<service-name>[/<db>]")
+    rest = url.removeprefix(f"{SENTINEL_SCHEME}://")
+    if rest == url or "?" in rest or "#" in rest:
+        raise SettingsError(form)
+    netloc, _, path = rest.partition("/")
+    password: str | None = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        password = unquote(userinfo.partition(":")[2]) or None
+    sentinels = []
+    for node in netloc.split(","):
+        host, colon, port = node.rpartition(":") if ":" in node else (node, "", "")
+        if not host or (colon and not port.isdigit()) or not 0 < int(port or 1) < 65536:
+            raise SettingsError(f"{form} (bad sentinel address {node!r})")
+        sentinels.append((host.strip("[]"), int(port) if port else DEFAULT_SENTINEL_PORT))
+    parts = [unquote(part) for part in path.split("/")] if path else []
+    if not parts or not parts[0] or len(parts) > 2 or (
+            len(parts) == 2 and not parts[1].isdigit()):
+        raise SettingsError(f"{form} (the service name, then an optional db number)")
+    return SentinelUrl(sentinels=tuple(sentinels), service=parts[0],
+                       db=int(parts[1]) if len(parts) == 2 else 0, password=password)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,8 +205,12 @@ class Settings:
         if webhook_url and not webhook_secret:
             raise SettingsError("PORTAL_WEBHOOK_SECRET is required when PORTAL_WEBHOOK_URL is set")
         redis_url = _optional(env, "REDIS_URL")
-        if redis_url is not None and urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
-            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if redis_url is not None and urlsplit(redis_url).scheme == SENTINEL_SCHEME:
+            parse_sentinel_url(redis_url)  # raises, naming REDIS_URL, when malformed
+        elif redis_url is not None and urlsplit(redis_url).scheme not in {
+                "redis", "rediss", "unix"}:
+            raise SettingsError("REDIS_URL must start with redis://, rediss://, unix:// "
+                                "or redis+sentinel://")
         return cls(
             public_url=public_url,
             secret_keys=_secret_keys(env),

@@ -8,13 +8,17 @@ closing the stores closes it once. Without it both keep their records in this pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from portal.settings import SENTINEL_SCHEME, SentinelUrl, parse_sentinel_url
 from portal.store import SessionStore
 from portal.store.memory import MemorySessionStore
 from portal.store.oauth_state import (
@@ -64,21 +68,50 @@ def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
 
 
 def redis_client(redis_url: str) -> aioredis.Redis:
-    """The portal's Redis client (bench/floor.py measures against the same one)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=2,
+    """The portal's Redis client (bench/floor.py measures against the same one): at
+    `redis_url`, or at the primary Redis Sentinel names for a redis+sentinel:// URL."""
+    options: dict[str, Any] = {
+        "max_connections": MAX_CONNECTIONS,
+        "timeout": POOL_WAIT,
+        "decode_responses": True,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
         # The pool checks a connection as it hands it out (a socket closed by a restarted
         # Redis is reopened then); one idle longer than this is also PINGed first.
-        health_check_interval=30,
-        retry=_one_retry(),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+        "health_check_interval": 30,
+        "retry": _one_retry(),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if urlsplit(redis_url).scheme == SENTINEL_SCHEME:
+        return _sentinel_client(parse_sentinel_url(redis_url), options)
+    pool = aioredis.BlockingConnectionPool.from_url(redis_url, **options)
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """redis-py's pool of connections to the primary Sentinel names, waiting up to
+    POOL_WAIT for a free connection as BlockingConnectionPool does (redis-py has no
+    blocking Sentinel pool of its own). A connection asks the sentinels for the
+    primary's address each time it connects, so after a failover the retry's fresh
+    connection goes to the promoted replica; idle connections to the old primary are
+    dropped once the sentinels name a new one."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.sentinel_manager.aclose()  # its own clients of the sentinels
+
+
+def _sentinel_client(target: SentinelUrl, options: dict[str, Any]) -> aioredis.Redis:
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        # The sentinels are asked with the same socket timeouts, without a password.
+        sentinel_kwargs={"socket_connect_timeout": options["socket_connect_timeout"],
+                         "socket_timeout": options["socket_timeout"]},
+    )
+    client: aioredis.Redis = sentinel.master_for(
+        target.service, connection_pool_class=_BlockingSentinelPool, db=target.db,
+        password=target.password, **options)
+    return client  # closing the client closes the pool, and the pool the sentinels
 
 
 def _one_retry() -> Retry:
