@@ -318,3 +318,31 @@ def test_form_claims_a_credential_check_only_when_one_will_run(
     page_path, _ = open_page(client, mint(client)["token"])
     html = client.get(page_path).text
     assert ("after OpenAI confirms it is valid" in html) is claims_check
+
+
+def test_a_second_submit_joins_the_first_instead_of_failing(make_client: Any) -> None:
+    """A double click, Enter twice or a second tab: the later posts answer what the first
+    does ("Finishing…", then the result), never "already finished"."""
+    up = threading.Event()
+
+    def core(request: httpx.Request) -> httpx.Response:
+        if not up.is_set():
+            return httpx.Response(503)
+        return httpx.Response(201, json={"connection": {"id": "conn_once"}})
+
+    client = make_client(core_transport=httpx.MockTransport(core),
+                         delivery_timing=replace(FAST_DELIVERY, inline_budget=0.1))
+    answer = mint(client)
+    page_path, csrf = open_page(client, answer["token"])
+    first = submit(client, page_path, csrf, secret_text="sk-x", opener="1")
+    assert first.status_code == 303
+    second = submit(client, page_path, csrf, secret_text="sk-x", opener="1")
+    assert second.status_code == 303
+    assert second.headers["location"] == first.headers["location"] == page_path
+    assert "Finishing your connection" in client.get(second.headers["location"]).text
+    up.set()
+    wait_until(lambda: session_of(client, answer["sessionId"])["status"] == "COMPLETED",
+               timeout=10, what="the delivery")
+    third = submit(client, page_path, csrf, secret_text="sk-x", opener="1")
+    assert third.status_code == 200
+    assert result_payload(third.text)["message"]["connectionId"] == "conn_once"

@@ -220,6 +220,9 @@ def test_validation_errors_sit_next_to_their_fields_and_keep_values_but_not_secr
     assert "checked" not in tag(page, "input", "tls")
     assert "sk-typed-77" not in page
     assert "value=" not in tag(page, "input", "api_key")
+    # ... and the page says why the secret is empty, next to it
+    assert 'aria-describedby="api_key-help api_key-cleared"' in tag(page, "input", "api_key")
+    assert "For your security this field was cleared. Type it again." in page
     assert received(core_app) == []
     polled = acme.post("/api/v1/connect/session/poll", json={"token": token}).json()
     assert polled["status"] == "PENDING"
@@ -231,6 +234,7 @@ def test_a_missing_required_secret_is_named_and_too_short_text_explained(
     page_path, csrf, _ = open_form(acme)
     page = submit(acme, page_path, csrf, account="ab", region="eu").text
     assert error_of(page, "api_key") == "Enter API key."
+    assert "this field was cleared" not in page  # nothing was typed there to clear
     assert error_of(page, "account") == "Account name needs at least 3 characters."
     assert "Check the highlighted fields. Nothing was saved." in page
 

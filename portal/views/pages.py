@@ -145,23 +145,29 @@ async def submit_to_family(
 ) -> Response:
     """A bound, CSRF-checked form post, handed to the chosen option's family by the flow.
 
-    A session that finished meanwhile shows its result; errors show the option's page
-    again; `on_result(request, result, opener)` answers a session that ended here."""
+    A second submit of a session that another one already moved on (a double click,
+    Enter twice, a second tab) joins it: it answers what the first will, the result or
+    "Finishing your connection…", never an error. Errors show the option's page again;
+    `on_result(request, result, opener)` answers a session that ended here."""
     flow = flow_of(request)
+    opener = form.get("opener") == "1"
     try:
         outcome = await flow.submit(session, Submission(form=form, cookies=request.cookies))
     except SessionClosed:
         current = await flow.session_by_id(session.id)
         if current.status.is_final:
-            return render_result(request, flow.returns.result(current))
+            return on_result(request, flow.returns.result(current), opener)
+        if current.status is SessionStatus.CONNECTING:
+            return redirect(progress_url(current.id, opener))
         raise
     if isinstance(outcome, FormRejected):
         return render_option_page(
-            request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400
+            request, flow, session, flow.signer.csrf_token(binding), outcome, status_code=400,
+            typed=frozenset(key for key, value in form.items() if value.strip()),
         )
     if isinstance(outcome, SendBrowser):
         return send_browser(request, flow, outcome)
-    return on_result(request, outcome, form.get("opener") == "1")
+    return on_result(request, outcome, opener)
 
 
 def _show_result(request: Request, result: ConnectResult, opener: bool) -> Response:

@@ -23,9 +23,12 @@ def render_option_page(
     csrf: str,
     rejected: FormRejected,
     status_code: int = 200,
+    typed: frozenset[str] = frozenset(),
 ) -> Response:
     """The page of the chosen auth option, as its family draws it (a credential form, or
-    the hand-off to an OAuth provider after the props its URLs need)."""
+    the hand-off to an OAuth provider after the props its URLs need). `typed`: the fields
+    the refused post had filled in; a secret among them is not written back, and the page
+    says so next to it."""
     integration = flow.integration_of(session)
     assert integration is not None
     option = flow.auth_option(session, integration)
@@ -43,6 +46,7 @@ def render_option_page(
         "errors": rejected.errors,
         "values": rejected.values,
         "notice": rejected.notice,
+        "typed": typed,
         **family.page_context(option),
     }, status_code=status_code)
 
