@@ -19,5 +19,5 @@ RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
 USER portal
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORTAL_PORT', '8000'), timeout=2)" || exit 1
+  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORTAL_PORT', '8000'), timeout=2)" || exit 1
 CMD ["connect-portal", "serve"]

@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, received
-from tests.live_servers import bound_socket, server_thread, url_of, uvicorn_process
+from tests.live_servers import bound_socket, server_thread, url_of, uvicorn_process, wait_until
 from tests.oauth_provider import BASIC, run_provider, sign_in, write_config
 
 
@@ -80,7 +80,16 @@ def test_a_flow_started_on_one_process_finishes_on_the_other(
     assert body["accessToken"] and body["refreshToken"]
 
     code = parse_qs(urlsplit(back).query)["code"][0]
-    logs = "".join(path.read_text() for path in Path(two_portals["logs"]).glob("portal-*.log"))
+
+    def read_logs() -> str:
+        return "".join(path.read_text()
+                       for path in Path(two_portals["logs"]).glob("portal-*.log"))
+
+    # Log lines are written off the request path (a queue): wait for the access lines of
+    # the last requests, the two refused replays, so every earlier line is written too.
+    wait_until(lambda: read_logs().count("GET /oauth/callback 400") >= 2, timeout=10,
+               what="the portals' access lines")
+    logs = read_logs()
     assert "GET /oauth/callback 303" in logs
     for secret in (code, body["accessToken"], body["refreshToken"], BASIC.client_secret):
         assert secret not in logs
