@@ -431,8 +431,9 @@ class Delivery:
         # goes away stops it.
         until = time.monotonic() + self.timing.inline_budget
         done, _ = await asyncio.wait({attempt}, timeout=self.timing.inline_budget)
-        if done and attempt.result() is not None:
-            return attempt.result() or moved.session
+        ended = attempt.result() if done else None
+        if ended is not None:
+            return ended
         # Put off: a next try that comes due within the budget (any process's) may still
         # end it while the user waits.
         current = moved.session

@@ -21,10 +21,11 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 
 TOKEN_PREFIX = "cst_"
 # A real token is ~120 characters; anything far longer is refused before any parsing.
@@ -81,15 +82,38 @@ def browser_claim(browser_id: str) -> str:
     return hashlib.sha256(_CLAIM_CONTEXT + browser_id.encode()).hexdigest()
 
 
+def serializer(secret_keys: Sequence[str], salt: str) -> URLSafeSerializer:
+    """An itsdangerous serializer for one purpose (`salt`) under PORTAL_SECRET_KEYS, which
+    lists keys newest first: the first signs, all verify (itsdangerous signs with the last
+    key it is given, so they are handed over reversed)."""
+    if not secret_keys:
+        raise ValueError("at least one secret key is required")
+    return URLSafeSerializer(list(reversed(secret_keys)), salt=salt)
+
+
+def timed_serializer(secret_keys: Sequence[str], salt: str) -> URLSafeTimedSerializer:
+    """`serializer`, with the signing time in the value (for `max_age` checks)."""
+    if not secret_keys:
+        raise ValueError("at least one secret key is required")
+    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=salt)
+
+
+def read_prefixed(signed: URLSafeSerializer, token: object, *, prefix: str,
+                  max_length: int) -> dict[str, Any]:
+    """The payload of `prefix` + a value `signed` made; TokenRefused (`missing`,
+    `malformed` or `bad-signature`) for anything else, checked before any crypto."""
+    if not isinstance(token, str) or not token:
+        raise TokenRefused("missing")
+    if len(token) > max_length or not token.isascii() or not token.startswith(prefix):
+        raise TokenRefused("malformed")
+    return Signer._loads(signed, token[len(prefix):])
+
+
 class Signer:
     def __init__(self, secret_keys: tuple[str, ...]) -> None:
-        if not secret_keys:
-            raise ValueError("at least one secret key is required")
-        # itsdangerous signs with the *last* key and verifies with all of them.
-        keys = list(reversed(secret_keys))
-        self._connect = URLSafeSerializer(keys, salt=_CONNECT_TOKEN_SALT)
-        self._browser = URLSafeSerializer(keys, salt=_BROWSER_SALT)
-        self._csrf = URLSafeSerializer(keys, salt=_CSRF_SALT)
+        self._connect = serializer(secret_keys, _CONNECT_TOKEN_SALT)
+        self._browser = serializer(secret_keys, _BROWSER_SALT)
+        self._csrf = serializer(secret_keys, _CSRF_SALT)
 
     # -- connect tokens ------------------------------------------------------------
     def issue_connect_token(self, session_id: str, expires_at: int) -> str:
@@ -107,13 +131,8 @@ class Signer:
 
         Only for a caller that still answers something after expiry (the poll, which reads
         a finished session's result); everything else uses `read_connect_token`."""
-        if not isinstance(token, str) or not token:
-            raise TokenRefused("missing")
-        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-            raise TokenRefused("malformed")
-        if not token.startswith(TOKEN_PREFIX):
-            raise TokenRefused("malformed")
-        payload = self._loads(self._connect, token[len(TOKEN_PREFIX):])
+        payload = read_prefixed(self._connect, token, prefix=TOKEN_PREFIX,
+                                max_length=MAX_TOKEN_LENGTH)
         session_id, expires_at = payload.get("sid"), payload.get("exp")
         if not isinstance(session_id, str) or not isinstance(expires_at, int):
             raise TokenRefused("malformed")

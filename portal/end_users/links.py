@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadData, URLSafeSerializer
-
 from portal.errors import InvalidTokenError, MissingToken
 from portal.store.answers import answered_by_store
 from portal.store.revocations import RevocationStore
+from portal.tokens import TokenRefused, read_prefixed, serializer
 
 LINK_PREFIX = "eut_"
 # Ids up to 200 characters each make a token of ~800; anything longer is refused unread.
@@ -85,10 +84,7 @@ class EndUserLinks:
 
     def __init__(self, secret_keys: tuple[str, ...], revocations: RevocationStore, *,
                  clock: Callable[[], float] = time.time) -> None:
-        if not secret_keys:
-            raise ValueError("at least one secret key is required")
-        # itsdangerous signs with the *last* key and verifies with all of them.
-        self._serializer = URLSafeSerializer(list(reversed(secret_keys)), salt=_LINK_SALT)
+        self._serializer = serializer(secret_keys, _LINK_SALT)
         self._revocations = revocations
         self._clock = clock
 
@@ -129,17 +125,12 @@ class EndUserLinks:
 
     def read_signed(self, token: object) -> EndUserLink:
         """The claims of a token this portal signed as a link, expired or revoked or not."""
-        if not isinstance(token, str) or not token:
-            raise LinkRefused("missing")
-        if len(token) > MAX_LINK_LENGTH or not token.isascii() or (
-                not token.startswith(LINK_PREFIX)):
-            raise LinkRefused("malformed")
         try:
-            claims = self._serializer.loads(token[len(LINK_PREFIX):])
-        except (BadData, UnicodeDecodeError, ValueError):
-            raise LinkRefused("invalid") from None
-        if not isinstance(claims, dict):
-            raise LinkRefused("malformed")
+            claims = read_prefixed(self._serializer, token, prefix=LINK_PREFIX,
+                                   max_length=MAX_LINK_LENGTH)
+        except TokenRefused as exc:
+            raise LinkRefused("invalid" if exc.reason == "bad-signature"
+                              else exc.reason) from None
         jti, user, workspace = claims.get("j"), claims.get("u"), claims.get("w")
         issued, expires = claims.get("iat"), claims.get("exp")
         name, integration_id = claims.get("i"), claims.get("wi")

@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData
 
 from portal.catalog import Integration
 from portal.connect_request import MAX_ID_LENGTH, ConnectRequest
@@ -40,7 +40,7 @@ from portal.errors import (
     ServiceUnavailable,
 )
 from portal.flow import ConnectFlow, IssuedToken
-from portal.tokens import BrowserBinding
+from portal.tokens import BrowserBinding, serializer
 
 T = TypeVar("T")
 
@@ -91,9 +91,7 @@ class EndUserPortal:
         self.flow = flow
         self.links = links
         self.core = core
-        # itsdangerous signs with the last key and verifies with all (as portal/tokens.py).
-        self._cookies = URLSafeSerializer(list(reversed(flow.settings.secret_keys)),
-                                          salt=_COOKIE_SALT)
+        self._cookies = serializer(flow.settings.secret_keys, _COOKIE_SALT)
 
     # -- the link and this browser ---------------------------------------------------
     async def open(self, token: object) -> PortalCookie:

@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData
 
 from portal.sealing import Sealer, Unsealable
 from portal.store.answers import answered_by_store
 from portal.store.oauth_state import OAuthStateStore
+from portal.tokens import timed_serializer
 
 T = TypeVar("T")
 
@@ -66,9 +67,7 @@ class OAuthStates:
     ) -> None:
         self._store = store
         self._box = Sealer(secret_keys, purpose=_STATE_INFO)
-        # itsdangerous signs with the last key and verifies with all: newest first reversed.
-        self._cookies = URLSafeTimedSerializer(list(reversed(secret_keys)),
-                                               salt=_BROWSER_COOKIE_SALT)
+        self._cookies = timed_serializer(secret_keys, _BROWSER_COOKIE_SALT)
         self.cookie_name = SECURE_BROWSER_COOKIE if secure_cookies else BROWSER_COOKIE
 
     async def keep(self, state: str, record: StateRecord) -> None:
