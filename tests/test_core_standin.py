@@ -96,8 +96,10 @@ def test_a_wrong_key_is_refused_and_saves_nothing(core: httpx.Client) -> None:
 
 def test_a_timed_503_window_saves_nothing_and_ends_by_itself(core: httpx.Client) -> None:
     url = str(core.base_url)
-    set_mode(url, mode="status", status=503, retry_after=2, for_seconds=1.0)
+    # Read the clock before asking: the window opens when the stand-in gets the request,
+    # so it cannot have opened before this reading (after the call, it could have).
     opened = time.monotonic()
+    set_mode(url, mode="status", status=503, retry_after=2, for_seconds=1.0)
 
     down = create(core, "session-a")
     assert down.status_code == 503
