@@ -10,6 +10,10 @@ returns it as JSON,
 and `create_floor_app_with_portal_middleware` is the same app behind the portal's own
 middleware and logging set-up.
 
+For `bench/wrk.py`, `GET /page/{size}` returns a fixed HTML page of exactly `size` bytes
+(built once per size, no Redis): what serving the connect page would cost if rendering
+it were free.
+
 For `bench/run.py --access-log-compare`, `create_portal_with_sync_log` is the portal as
 `serve` runs it (`portal.asgi:app_from_env`) but with every log record, the access line
 included, formatted and written in the request's own task instead of through the queue.
@@ -25,7 +29,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from portal.app import create_app
@@ -56,6 +60,14 @@ def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
         # No Redis at all: how fast the load generator can go against this server.
         return JSONResponse({"status": "ok"})
 
+    pages: dict[int, bytes] = {}
+
+    async def static_page(request: Request) -> Response:
+        size: int = request.path_params["size"]
+        if size not in pages:
+            pages[size] = fixed_page(size)
+        return HTMLResponse(pages[size])
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -66,10 +78,19 @@ def create_floor_app(middleware: list[Middleware] | None = None) -> Starlette:
             Route("/floor/{key}", lookup),
             Route("/record/{session_id}", session_record),
             Route("/ceiling", constant),
+            Route("/page/{size:int}", static_page),
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
+
+
+def fixed_page(size: int) -> bytes:
+    """An HTML page of exactly `size` bytes (at least the bare frame's length)."""
+    head = b"<!doctype html><html><head><title>Connect</title></head><body><p>"
+    tail = b"</p></body></html>\n"
+    filler = size - len(head) - len(tail)
+    return head + b"x" * max(0, filler) + tail
 
 
 def create_floor_app_with_portal_middleware() -> Starlette:
