@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.templating import Jinja2Templates
 
-from portal import errors, metrics, ssrf
+from portal import errors, i18n, metrics, ssrf
 from portal.auth.credentials import CredentialFamily
 from portal.auth.credentials.checker import CredentialChecker
 from portal.auth.oauth.apps import OAuthApps, load_platform_apps
@@ -28,7 +28,9 @@ from portal.auth.oauth.provider import ClientApp, ProviderClient
 from portal.auth.oauth.refresh import TokenRefresh
 from portal.auth.oauth.state import OAuthStates
 from portal.auth.registry import AuthRegistry
+from portal.brand import BrandLogos
 from portal.catalog import Catalog, load_catalog
+from portal.catalog.i18n import CatalogTranslations
 from portal.core_api import CoreApiClient
 from portal.delivery import OUTBOX_PURPOSE, Delivery, DeliveryTiming
 from portal.end_users import EndUserApi
@@ -50,10 +52,11 @@ from portal.sealing import Sealer
 from portal.settings import Settings
 from portal.static_assets import COMPRESS_EXCLUDED_TYPES, COMPRESS_MINIMUM_SIZE, StaticAssets
 from portal.store import SessionStore
+from portal.store.logos import MemoryLogoCache, RedisLogoCache
 from portal.store.oauth_state import OAuthStateStore
 from portal.store.stores import open_stores
 from portal.tokens import Signer
-from portal.views import api, end_user_api, end_user_pages, health, oauth, pages
+from portal.views import api, brand, end_user_api, end_user_pages, health, oauth, pages
 from portal.views.common import error_response
 from portal.views.render import render_error
 from portal.webhooks import WebhookSender
@@ -109,7 +112,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Only what is not passed in is opened (on one Redis client for both).
         stores = open_stores(settings.redis_url if store is None or oauth_states is None
-                             else None, prefix=settings.redis_prefix)
+                             else None, prefix=settings.redis_prefix,
+                             outbox_shards=settings.outbox_shards)
         session_store = store or stores.sessions
         state_store = oauth_states or stores.oauth_states
         if settings.redis_url is None and store is None:
@@ -185,6 +189,10 @@ def create_app(
             invites=Invites.from_settings(settings, redis=stores.redis))
         app.state.oauth_refresh = TokenRefresh(catalog=catalog, family=oauth_family)
         app.state.rate_limits = RateLimits.from_settings(settings, redis=stores.redis)
+        app.state.brand_logos = BrandLogos(
+            cache=(RedisLogoCache(stores.redis, prefix=settings.redis_prefix)
+                   if stores.redis is not None else MemoryLogoCache()),
+            policy=outbound, lookup=lookup)
         logger.info("portal ready at %s (sessions: %s)", settings.public_url,
                     session_store.description)
         if start_delivery_worker:
@@ -196,6 +204,7 @@ def create_app(
             if checker is not None:
                 await checker.aclose()
             await provider.aclose()
+            await app.state.brand_logos.aclose()
             if webhooks is not None:
                 await webhooks.aclose()
             await core.aclose()
@@ -218,8 +227,11 @@ def create_app(
             Route("/connect/s/{session_id}", pages.show_session, methods=["GET"]),
             Route("/connect/s/{session_id}", pages.submit_session, methods=["POST"],
                   middleware=form_body),
+            Route("/connect/s/{session_id}/status", pages.session_status, methods=["GET"]),
             Route("/connect/s/{session_id}/oauth", oauth.start, methods=["POST"],
                   middleware=form_body),
+            Route("/connect/s/{session_id}/brand-logo", brand.logo, methods=["GET"]),
+            Route("/connect/brand/{accent}.css", brand.stylesheet, methods=["GET"]),
             Route("/oauth/callback", oauth.callback, methods=["GET"]),
             Route("/api/v1/oauth/refresh", oauth.refresh, methods=["POST"],
                   middleware=json_body),
@@ -266,6 +278,9 @@ def create_app(
     )
     app.state.templates.env.filters["markdown"] = render_markdown
     app.state.templates.env.globals["static_url"] = assets.url
+    # The pages' languages (portal/i18n.py), and the catalog's words in each of them.
+    app.state.catalog_translations = CatalogTranslations.load(catalog)
+    i18n.install(app.state.templates.env, catalog=app.state.catalog_translations)
     return app
 
 

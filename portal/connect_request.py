@@ -8,7 +8,7 @@ schema of openapi.json (portal/openapi.py), so the document and the checks canno
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -18,8 +18,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic reads only this one on Python 3.11
 
+from portal.brand import logo_of_data_url
 from portal.catalog import Catalog
 from portal.errors import IntegrationNotFound, ValidationFailed
+from portal.i18n import SUPPORTED as SUPPORTED_LOCALES
 from portal.jsonschema import string_format
 from portal.sessions import OAUTH_APP_MODES, OAuthAppMode
 from portal.settings import MAX_TOKEN_TTL, MIN_TOKEN_TTL, Settings, origin_of
@@ -28,6 +30,16 @@ Scope = Literal["ORGANIZATION", "WORKSPACE", "USER"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 MAX_ID_LENGTH = 200
 MAX_URI_LENGTH = 2000
+MAX_PARTNER_NAME = 80
+# 64 KB of image as base64, plus its `data:image/webp;base64,` prefix.
+MAX_LOGO_DATA_URL = 4 * ((64 * 1024 + 2) // 3) + 32
+MAX_PREFERRED_INTEGRATIONS = 20
+MAX_ALLOWED_INTEGRATIONS = 200
+# The languages of the hosted pages (portal/i18n.py translates them).
+LOCALES: tuple[str, ...] = SUPPORTED_LOCALES  # portal/i18n.py
+Theme = Literal["light", "dark", "auto"]
+THEMES: tuple[str, ...] = get_args(Theme)
+_ACCENT = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An OAuth app id becomes a path segment at the core API (`GET /api/v1/oauth-apps/{id}`,
 # with the core API key): a plain identifier, never `..`, `/`, `?` or a space.
@@ -102,6 +114,61 @@ def _webhooks_enabled(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _partner_name(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_PARTNER_NAME:
+        raise _problem(f"Must be at most {MAX_PARTNER_NAME} characters.")
+    if _CONTROL.search(value):
+        raise _problem("Must not contain control characters.")
+    return value
+
+
+def _partner_logo_url(value: str, info: ValidationInfo) -> str:
+    if len(value) > MAX_URI_LENGTH and not value.startswith("data:"):
+        raise _problem(f"Must be at most {MAX_URI_LENGTH} characters.")
+    if value.startswith("data:"):
+        if len(value) > MAX_LOGO_DATA_URL or logo_of_data_url(value) is None:
+            raise _problem("A data URL must be data:image/png|jpeg|webp|gif;base64, of a "
+                           "PNG, JPEG, WebP or GIF image of at most 64 KB.")
+        return value
+    # Plain http only where the portal allows it to loopback (tests and development).
+    schemes = {"https", "http"} if _settings(info).allow_http_loopback else {"https"}
+    if _exact_origin(value, allow_path=True) is None or urlsplit(value).scheme not in schemes:
+        raise _problem("Must be an https URL or a base64 image data URL.")
+    return value
+
+
+def _locale(value: str) -> str:
+    base = value.strip().replace("_", "-").split("-")[0].lower()
+    if base not in LOCALES:
+        raise _problem("Must be one of: " + ", ".join(LOCALES) + " (a region such as de-CH "
+                       "is read as its language).")
+    return base
+
+
+def _at_most(limit: int) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    def check(value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > limit:
+            raise _problem(f"Must be a list of at most {limit} integration names.")
+        return value
+    return check
+
+
+def _integration_names(value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    catalog: Catalog | None = (info.context or {}).get("catalog")
+    unknown = [name for name in value if catalog is not None and catalog.get(name) is None]
+    if unknown:
+        listed = ", ".join(repr(name[:100]) for name in unknown[:5])
+        raise _problem(f"Not in the catalog: {listed}.")
+    return tuple(dict.fromkeys(value))
+
+
+def _none_as_auto(value: Any) -> Any:
+    return "auto" if value is None else value
+
+
 def _none_as_empty(value: Any) -> Any:
     return () if value is None else value
 
@@ -118,6 +185,28 @@ def _allowed_origins(value: tuple[str, ...], info: ValidationInfo) -> tuple[str,
 
 
 _ID_SCHEMA = {"type": "string", "maxLength": MAX_ID_LENGTH}
+PartnerName = Annotated[str, AfterValidator(_partner_name),
+                        WithJsonSchema({"type": "string", "maxLength": MAX_PARTNER_NAME})]
+LogoUrl = Annotated[str, AfterValidator(_partner_logo_url), WithJsonSchema({
+    "type": "string", "maxLength": MAX_LOGO_DATA_URL,
+    "description": "An https URL (at most 2000 characters) or a data:image/png|jpeg|webp|gif;"
+                   "base64 URL."})]
+AccentColor = Annotated[str, pydantic.Field(pattern=_ACCENT.pattern),
+                        AfterValidator(str.lower)]
+Locale = Annotated[str, AfterValidator(_locale),
+                   WithJsonSchema({"type": "string", "examples": list(LOCALES)})]
+
+# Lists of catalog names: not too many, then each known (checked in this order).
+PreferredNames = Annotated[
+    tuple[str, ...], AfterValidator(_at_most(MAX_PREFERRED_INTEGRATIONS)),
+    AfterValidator(_integration_names), BeforeValidator(_none_as_empty),
+    WithJsonSchema({"type": "array", "items": {"type": "string"},
+                    "maxItems": MAX_PREFERRED_INTEGRATIONS})]
+AllowedNames = Annotated[
+    tuple[str, ...], AfterValidator(_at_most(MAX_ALLOWED_INTEGRATIONS)),
+    AfterValidator(_integration_names), BeforeValidator(_none_as_empty),
+    WithJsonSchema({"type": "array", "items": {"type": "string"},
+                    "maxItems": MAX_ALLOWED_INTEGRATIONS})]
 RequiredId = Annotated[str, AfterValidator(_required_identifier), WithJsonSchema(_ID_SCHEMA)]
 OptionalId = Annotated[str, AfterValidator(_optional_identifier), WithJsonSchema(_ID_SCHEMA)]
 Uri = Annotated[str, string_format("uri")]
@@ -163,6 +252,29 @@ class ConnectRequest(pydantic.BaseModel):
     expires_in: Lifetime | None = pydantic.Field(
         None, description="Token lifetime in seconds (default PORTAL_TOKEN_TTL). "
         "Portal extension.")
+    partner_name: PartnerName | None = pydantic.Field(
+        None, description="Who asks, as the pages name it (default PORTAL_BRAND_NAME). "
+        "Portal extension.")
+    partner_logo_url: LogoUrl | None = pydantic.Field(
+        None, description="The partner's logo: PNG, JPEG, WebP or GIF of at most 64 KB "
+        "(no SVG). The portal fetches and serves it; the browser never loads it from this "
+        "URL. Portal extension.")
+    accent_color: AccentColor | None = pydantic.Field(
+        None, description="#rrggbb for buttons and links; the portal adjusts it until "
+        "contrast is AA. Portal extension.")
+    theme: Annotated[Theme, BeforeValidator(_none_as_auto)] = pydantic.Field(
+        "auto", description="auto follows the browser's light or dark preference. "
+        "Portal extension.")
+    locale: Locale | None = pydantic.Field(
+        None, description="Language of the pages: one of " + ", ".join(LOCALES) + " (a "
+        "region such as de-CH is read as its language). Default: the browser's "
+        "Accept-Language. Portal extension.")
+    preferred_integrations: PreferredNames = pydantic.Field(
+        (), description="Catalog names the picker shows first, in this order. "
+        "Portal extension.")
+    allowed_integrations: AllowedNames = pydantic.Field(
+        (), description="Catalog names the picker is limited to (empty: all). "
+        "Portal extension.")
 
     @pydantic.field_validator("oauth_app_id")
     @classmethod
@@ -190,6 +302,13 @@ _WRONG_TYPE = {
     "webhookUrl": "Must be an absolute URL.",
     "allowedOrigins": "Must be a list of origins.",
     "expiresIn": "Must be a whole number of seconds.",
+    "accentColor": "Must be a colour like #1a73e8.",
+    "theme": "Must be one of: " + ", ".join(THEMES) + ".",
+    "partnerLogoUrl": "Must be an https URL or a base64 image data URL.",
+    "preferredIntegrations": f"Must be a list of at most {MAX_PREFERRED_INTEGRATIONS} "
+                             "integration names.",
+    "allowedIntegrations": f"Must be a list of at most {MAX_ALLOWED_INTEGRATIONS} "
+                           "integration names.",
 }
 _ALIASES = {name: info.alias or name for name, info in ConnectRequest.model_fields.items()}
 _OUT_OF_RANGE = f"Must be between {MIN_TOKEN_TTL} and {MAX_TOKEN_TTL} seconds."
@@ -199,7 +318,8 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
     if not isinstance(body, dict):
         raise ValidationFailed("The request body must be a JSON object.")
     try:
-        request = ConnectRequest.model_validate(body, context={"settings": settings})
+        request = ConnectRequest.model_validate(
+            body, context={"settings": settings, "catalog": catalog})
     except pydantic.ValidationError as exc:
         errors = _field_errors(exc.errors(include_url=False))
         raise ValidationFailed(
@@ -213,6 +333,12 @@ def parse_connect_request(body: Any, *, settings: Settings, catalog: Catalog) ->
             raise IntegrationNotFound(
                 f"No integration named {request.integration_name!r} is in the catalog.",
                 details={"integrationName": request.integration_name},
+            )
+        allowed = request.allowed_integrations
+        if allowed and integration.name not in allowed:
+            raise ValidationFailed(
+                f"{request.integration_name!r} is not one of allowedIntegrations.",
+                details={"fields": {"integrationName": "Must be one of allowedIntegrations."}},
             )
         key = request.auth_method_key
         if key is not None and integration.auth_option(key) is None:

@@ -145,7 +145,7 @@ class Delivery:
         self.clock = clock
         self.consumer = consumer or new_consumer_name()
         self._sealer = sealer
-        self._running: dict[str, asyncio.Task[ConnectSession | None]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[ConnectSession | None]] = {}
         self._worker: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._next_reconcile = 0.0
@@ -189,15 +189,20 @@ class Delivery:
     ) -> ConnectSession:
         """End a session COMPLETED or FAILED, queue its webhook jobs and remove the job it
         `settles`, in one atomic step; then send the webhooks. Raises TransitionRefused
-        (or SessionNotFound) with nothing changed."""
+        (or SessionNotFound) with nothing changed. `to` PENDING is a failed attempt the
+        user may retry: the job is removed, nothing is final, no webhook."""
         now = self.clock()
-        urls = self.webhooks.urls_for_ending(ending.webhook_url) if self.webhooks else []
-        jobs = [NewJob(JobKind.WEBHOOK, self._seal({"url": url})) for url in urls]
+        jobs = []
+        if to.is_final:
+            urls = self.webhooks.urls_for_ending(ending.webhook_url) if self.webhooks else []
+            jobs = [NewJob(JobKind.WEBHOOK, self._seal({"url": url})) for url in urls]
+            changes = {**changes, "finished_at": str(int(now))}
         moved = await self.store.move(
-            ending.session_id, to, changes={**changes, "finished_at": str(int(now))},
+            ending.session_id, to, changes=changes,
             only_from=only_from, jobs=jobs, settles=settles, consumer=self.consumer,
             keep_for=max(0, ending.expires_at - int(now)) + RESULT_RETENTION, now=now)
-        metrics.session_finished(moved.session)
+        if to.is_final:
+            metrics.session_finished(moved.session)
         for job in moved.jobs:
             self._spawn(job)
         return moved.session
@@ -262,12 +267,12 @@ class Delivery:
 
     def _spawn(self, job: Job) -> asyncio.Task[ConnectSession | None]:
         """Run one attempt of `job` in the background (once per process at a time)."""
-        running = self._running.get(job.id)
+        running = self._running.get(job.key)
         if running is not None:
             return running
         task = asyncio.create_task(self._attempt(job), name=f"outbox-{job.id}")
-        self._running[job.id] = task
-        task.add_done_callback(lambda _: self._running.pop(job.id, None))
+        self._running[job.key] = task
+        task.add_done_callback(lambda _: self._running.pop(job.key, None))
         return task
 
     async def _attempt(self, job: Job) -> ConnectSession | None:
@@ -310,6 +315,13 @@ class Delivery:
             return await self._settle(job, ending, SessionStatus.COMPLETED,
                                       {"connection_id": outcome.connection_id})
         if isinstance(outcome, Rejected):
+            if outcome.code.retryable and ending.expires_at > self.clock():
+                # Nothing was made: while the link is valid the user may try again
+                # (portal/sessions.py); the session goes back to PENDING, no webhook.
+                logger.warning("session %s: attempt refused by the core API (%s)",
+                               job.session_id, outcome.code)
+                return await self._settle(job, ending, SessionStatus.PENDING, {
+                    "error": outcome.message, "error_code": outcome.code, "outbox_job": ""})
             logger.warning("session %s failed: %s", job.session_id, outcome.code)
             return await self._settle(job, ending, SessionStatus.FAILED, {
                 "error": outcome.message, "error_code": outcome.code})
@@ -394,7 +406,7 @@ class Delivery:
             if session is None or session.status is not SessionStatus.CONNECTING:
                 await self.outbox.forget_connecting(session_id)
                 continue
-            if session.outbox_job and await self.outbox.has_job(session.outbox_job):
+            if session.outbox_job and await self.outbox.has_job(session_id, session.outbox_job):
                 continue  # on its way: retried until the deadline
             outcome = await self.core.find_connection(session_id)
             if isinstance(outcome, Unknown):

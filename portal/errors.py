@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from portal.i18n import gettext
+
 
 class ErrorCode(StrEnum):
     """Every code the portal answers an HTTP request with; the wire value is the name.
@@ -60,7 +62,8 @@ class ErrorCode(StrEnum):
 
     @property
     def page_text(self) -> PageText:
-        return PAGE_TEXTS[self.message_key]
+        """The page's words, in the language of the page being rendered."""
+        return PAGE_TEXTS[self.message_key].translated()
 
     # -- the request ------------------------------------------------------------------
     BAD_REQUEST = (
@@ -84,6 +87,11 @@ class ErrorCode(StrEnum):
         "NO_OAUTH_APP", 400, "error.something_went_wrong",
         "No OAuth app is set up for the integration (the platform's, or the customer's "
         "`oauthAppId`).")
+    MISSING_OAUTH2_CONFIG = (
+        "MISSING_OAUTH2_CONFIG", 400, "error.something_went_wrong",
+        "Minting a token: the integration (or the `authMethodKey` named) can only be "
+        "connected by OAuth, and no OAuth app is set up for it (no platform app in "
+        "PORTAL_OAUTH_APPS, and no `oauthAppMode: \"custom\"` with an `oauthAppId`).")
     REFRESH_FAILED = (
         "REFRESH_FAILED", (400, 502), "error.something_went_wrong",
         "The provider did not refresh the tokens: 400 when it refused the refresh token "
@@ -146,16 +154,20 @@ class ErrorCode(StrEnum):
 
 
 class SessionFailure(StrEnum):
-    """Why a session ended FAILED (its `errorCode`); the session's `error` says it in
-    words. The first two come from delivery (portal/delivery.py), EXPIRED from a lookup,
-    the others from OAuth."""
+    """Why an attempt failed, or a session ended FAILED (its `errorCode`); the session's
+    `error` says it in words. `retryable`: while the link is valid the user may try again
+    after this (the session stays PENDING, see portal/sessions.py); the others end the
+    session. DELIVERY_FAILED and CORE_API_REJECTED come from delivery (portal/delivery.py),
+    EXPIRED from a lookup, CANCELLED from the user, the others from OAuth."""
 
     meaning: str
+    retryable: bool
 
-    def __new__(cls, value: str, meaning: str) -> SessionFailure:
+    def __new__(cls, value: str, meaning: str, retryable: bool) -> SessionFailure:
         member = str.__new__(cls, value)
         member._value_ = value
         member.meaning = meaning
+        member.retryable = retryable
         return member
 
     DELIVERY_FAILED = (
@@ -163,21 +175,32 @@ class SessionFailure(StrEnum):
         "The core API did not confirm the connection before PORTAL_DELIVERY_DEADLINE (it "
         "kept being unreachable, answering 429 or 5xx, or answering without a connection "
         "id), or the reconciler found the delivery lost and the core API holds no "
-        "connection for the session.")
+        "connection for the session.", False)
     CORE_API_REJECTED = (
-        "CORE_API_REJECTED", "The core API refused the connection; `error` gives its reason.")
+        "CORE_API_REJECTED", "The core API refused the connection; `error` gives its reason.",
+        True)
     EXPIRED = (
         "EXPIRED",
         "The connect link expired before the user finished (how a lookup by id reads a "
-        "session that was never submitted once its token expired; no webhook is sent).")
+        "session that was never submitted once its token expired; no webhook is sent).",
+        False)
+    CANCELLED = (
+        "CANCELLED",
+        "The user chose to stop (Close / Return on the connect page) without connecting. "
+        "When an attempt had failed before, the session ends with that attempt's code "
+        "instead.", False)
     OAUTH_ERROR = (
         "OAUTH_ERROR",
         "The provider's sign-in answered with an error, without a code, or from the wrong "
-        "issuer.")
+        "issuer.", True)
     NO_OAUTH_APP = (
-        "NO_OAUTH_APP", "No OAuth app is set up for the integration.")
+        "NO_OAUTH_APP",
+        "No OAuth app is set up for the integration (a customer's `oauthAppId` the core API "
+        "does not know; a platform app missing is refused when the token is minted, "
+        "MISSING_OAUTH2_CONFIG).", True)
     TOKEN_EXCHANGE_FAILED = (
-        "TOKEN_EXCHANGE_FAILED", "The provider did not exchange the sign-in's code for tokens.")
+        "TOKEN_EXCHANGE_FAILED", "The provider did not exchange the sign-in's code for tokens.",
+        True)
 
 
 @dataclass(frozen=True)
@@ -186,6 +209,11 @@ class PageText:
 
     title: str
     advice: str
+
+    def translated(self) -> PageText:
+        """In the language of the page being rendered (portal/i18n.py); English here,
+        extracted for translators by babel.cfg's page_texts."""
+        return PageText(gettext(self.title), gettext(self.advice))
 
 
 # The English of every message key; templates/error.html shows `code.page_text`.
@@ -305,6 +333,10 @@ class BadRequest(ClientError):
 
 class ValidationFailed(ClientError):
     code = ErrorCode.VALIDATION_ERROR
+
+
+class MissingOAuth2Config(ClientError):
+    code = ErrorCode.MISSING_OAUTH2_CONFIG
 
 
 class MethodNotAllowed(ClientError):

@@ -25,6 +25,7 @@ from portal.delivery import RESULT_RETENTION, Delivery, Ending
 from portal.errors import (
     IntegrationNotFound,
     InvalidTokenError,
+    MissingOAuth2Config,
     MissingToken,
     SessionClosed,
     SessionFailure,
@@ -101,6 +102,7 @@ class ConnectFlow:
         if return_to is not None and not (return_to.startswith("/")
                                           and not return_to.startswith("//")):
             raise ValueError("return_to must be a path of this portal")
+        self._check_connectable(request)
         now = int(self.clock())
         ttl = request.expires_in or self.settings.token_ttl
         session = ConnectSession(
@@ -119,6 +121,13 @@ class ConnectFlow:
             error_redirect_uri=request.error_redirect_uri,
             allowed_origins=list(request.allowed_origins),
             webhook_url=request.webhook_url,
+            partner_name=request.partner_name,
+            partner_logo_url=request.partner_logo_url,
+            accent_color=request.accent_color,
+            theme=request.theme,
+            locale=request.locale,
+            preferred_integrations=list(request.preferred_integrations),
+            allowed_integrations=list(request.allowed_integrations),
             reconnect_connection_id=reconnect_connection_id,
             previous_account_id=previous_account_id,
             return_to=return_to,
@@ -136,6 +145,25 @@ class ConnectFlow:
             session_id=session.id,
         )
 
+    def _check_connectable(self, request: ConnectRequest) -> None:
+        """The backend learns now, not the user at the end, that a named integration
+        cannot be connected at all here (only OAuth options, and no app for them)."""
+        integration = (self.catalog.get(request.integration_name)
+                       if request.integration_name else None)
+        if integration is None:
+            return
+        named = [item for item in self.families_runnable(integration)
+                 if request.auth_method_key in (None, item.key)]
+        if named and not any(self._available(integration, item, request.oauth_app_mode,
+                                             request.oauth_app_id) for item in named):
+            what = (f"{integration.name}'s auth method {request.auth_method_key}"
+                    if request.auth_method_key else integration.name)
+            raise MissingOAuth2Config(
+                f"No OAuth app is set up for {what}: configure a platform app "
+                "(PORTAL_OAUTH_APPS) or pass oauthAppMode \"custom\" with an oauthAppId.",
+                details={"integrationName": integration.name,
+                         "authMethodKey": request.auth_method_key})
+
     async def session_by_id(self, session_id: str) -> ConnectSession:
         session = None
         if _looks_like_session_id(session_id):
@@ -151,6 +179,8 @@ class ConnectFlow:
         CONNECTING until its delivery ends, however late."""
         session = await self.session_by_id(session_id)
         if session.status is SessionStatus.PENDING and session.expires_at <= self.clock():
+            if session.error_code is not None:  # the last failed attempt says why
+                return replace(session, status=SessionStatus.FAILED)
             return replace(session, status=SessionStatus.FAILED,
                            error="The connect link expired before the account was connected.",
                            error_code=SessionFailure.EXPIRED)
@@ -238,22 +268,49 @@ class ConnectFlow:
         if session.integration_name is not None:
             raise SessionClosed("An integration was already chosen for this session.")
         integration = self.catalog.get(name) if isinstance(name, str) else None
-        if integration is None or not self.runnable_options(integration):
+        if integration is None or not self.options_for(session, integration) or (
+                session.allowed_integrations
+                and integration.name not in session.allowed_integrations):
             raise IntegrationNotFound("No such integration.")
         return await self._transition(
-            session, SessionStatus.PENDING, integration_name=integration.name
-        )
+            session, SessionStatus.PENDING, only_from=_PENDING,
+            integration_name=integration.name, chose_integration="1", error="",
+            error_code="")
 
-    def runnable_options(self, integration: Integration) -> tuple[AuthOption, ...]:
-        """The options this portal can run: those whose auth type has a family."""
+    def families_runnable(self, integration: Integration) -> tuple[AuthOption, ...]:
+        """The options whose auth type has a family here (whatever the session)."""
         return tuple(item for item in integration.auth_options if self.families.runs(item))
 
-    def picker(self, query: str = "", category: str | None = None) -> PickerPage:
-        return picker_page(self.catalog, self.runnable_options, query, category)
+    def runnable_options(self, integration: Integration) -> tuple[AuthOption, ...]:
+        """The options any session could use: run here, and working for a session with
+        no app choices of its own (the end-user portal's listing)."""
+        return tuple(item for item in self.families_runnable(integration)
+                     if self._available(integration, item, None, None))
+
+    def options_for(self, session: ConnectSession,
+                    integration: Integration) -> tuple[AuthOption, ...]:
+        """The options this session can use: run here and workable with its app choices
+        (an OAuth option without an app is never offered)."""
+        return tuple(item for item in self.families_runnable(integration)
+                     if self._available(integration, item, session.oauth_app_mode,
+                                        session.oauth_app_id))
+
+    def _available(self, integration: Integration, option: AuthOption,
+                   oauth_app_mode: str | None, oauth_app_id: str | None) -> bool:
+        return self.families.available(integration, option, oauth_app_mode=oauth_app_mode,
+                                       oauth_app_id=oauth_app_id)
+
+    def picker(self, session: ConnectSession, query: str = "",
+               category: str | None = None, *, number: int = 1,
+               words_of: Callable[[Integration], str] | None = None) -> PickerPage:
+        return picker_page(self.catalog, lambda item: self.options_for(session, item),
+                           query, category, preferred=session.preferred_integrations,
+                           allowed=session.allowed_integrations, number=number,
+                           words_of=words_of)
 
     def auth_option(self, session: ConnectSession, integration: Integration) -> AuthOption | None:
         """The option to use, or None while the user has to choose among several."""
-        runnable = self.runnable_options(integration)
+        runnable = self.options_for(session, integration)
         if session.auth_method_key is not None:
             chosen = next((item for item in runnable if item.key == session.auth_method_key),
                           None)
@@ -268,14 +325,81 @@ class ConnectFlow:
             raise ValidationFailed("Choose an integration first.")
         if self.auth_option(session, integration) is not None:
             raise SessionClosed("An auth method was already chosen for this session.")
-        option = next((item for item in self.runnable_options(integration) if item.key == key),
-                      None)
+        option = next((item for item in self.options_for(session, integration)
+                       if item.key == key), None)
         if option is None:
             raise ValidationFailed("No such auth method.", details={"fields": {
                 "auth_method": "Choose one of the listed ways to connect."}})
         return await self._transition(
-            session, SessionStatus.PENDING, auth_method_key=option.key
-        )
+            session, SessionStatus.PENDING, only_from=_PENDING, auth_method_key=option.key,
+            chose_auth_method="1", error="", error_code="")
+
+    # -- never a dead end: back, try again, give up ------------------------------------
+    def can_go_back(self, session: ConnectSession) -> bool:
+        """Whether the user made a choice on the pages that "Back" can undo."""
+        return session.status is SessionStatus.PENDING and bool(
+            session.chose_auth_method or session.chose_integration)
+
+    async def go_back(self, session: ConnectSession) -> ConnectSession:
+        """Undo the user's latest choice (the auth method, else the integration), and
+        forget a failed attempt. Only while PENDING: a submitted choice cannot change. An
+        OAuth sign-in started for the undone choice can no longer finish (the callback
+        checks the session still has the choice it was started for)."""
+        if session.status is not SessionStatus.PENDING:
+            raise _closed(session.status)
+        if session.chose_auth_method:
+            changes = {"auth_method_key": "", "chose_auth_method": ""}
+        elif session.chose_integration:
+            changes = {"integration_name": "", "auth_method_key": "", "chose_integration": "",
+                       "chose_auth_method": ""}
+        else:
+            raise ValidationFailed("There is no choice to go back from.")
+        return await self._transition(session, SessionStatus.PENDING, only_from=_PENDING,
+                                      error="", error_code="", **changes)
+
+    async def try_again(self, session: ConnectSession) -> ConnectSession:
+        """Forget the failed attempt of a PENDING session: its page shows the option again."""
+        if session.status is not SessionStatus.PENDING:
+            raise _closed(session.status)
+        if session.error_code is None:
+            return session
+        return await self._transition(session, SessionStatus.PENDING, only_from=_PENDING,
+                                      error="", error_code="")
+
+    async def give_up(self, session: ConnectSession) -> ConnectResult:
+        """The user stops: the session ends FAILED for good, with the last failed attempt's
+        reason (or CANCELLED), and the opener or the error redirect learns it."""
+        if session.status is not SessionStatus.PENDING:
+            raise _closed(session.status)
+        code = _failure_of(session.error_code) or SessionFailure.CANCELLED
+        message = (session.error if session.error_code
+                   else "The user closed the connect page without connecting an account.")
+        failed = await self.fail_if_pending(session, code, message or code.meaning)
+        if failed is None:
+            raise _closed((await self.session_by_id(session.id)).status)
+        return self.returns.result(failed)
+
+    async def attempt_failed(
+        self, session: ConnectSession, code: SessionFailure, message: str, *,
+        from_status: SessionStatus = SessionStatus.PENDING,
+    ) -> ConnectSession | None:
+        """A failure before any connection exists. While the link is valid and the cause
+        is retryable the session stays (or goes back to) PENDING with the reason, and the
+        user may try again; otherwise it ends FAILED. None when the session is no longer
+        in `from_status` (a cause that lost a race changes nothing)."""
+        if code.retryable and session.expires_at > self.clock():
+            try:
+                failed = await self._transition(
+                    session, SessionStatus.PENDING, only_from=frozenset({from_status}),
+                    error=message, error_code=code)
+            except SessionClosed:
+                return None
+            logger.info("session %s: attempt failed (%s); the user may try again",
+                        session.id, code)
+            return failed
+        if from_status is SessionStatus.PENDING:
+            return await self.fail_if_pending(session, code, message)
+        return await self.fail(session, code, message)
 
     async def submit(
         self, session: ConnectSession, submission: Submission
@@ -303,7 +427,7 @@ class ConnectFlow:
                                        auth_method_key=option.key)
             return outcome
         if isinstance(outcome, Refuse):
-            failed = await self.fail_if_pending(session, outcome.code, outcome.message)
+            failed = await self.attempt_failed(session, outcome.code, outcome.message)
             if failed is None:
                 raise _closed((await self.session_by_id(session.id)).status)
             return self.returns.result(failed)
@@ -389,6 +513,13 @@ class ConnectFlow:
     @staticmethod
     async def _store(awaitable: Awaitable[T]) -> T:
         return await answered_by_store(awaitable, "session store")
+
+
+_PENDING = frozenset({SessionStatus.PENDING})
+
+
+def _failure_of(code: str | None) -> SessionFailure | None:
+    return SessionFailure.__members__.get(code) if code else None
 
 
 def _token_error(reason: str) -> MissingToken | InvalidTokenError:

@@ -3,7 +3,9 @@ model changes with `./dev generate` (`python -m portal.generated`).
 
 - `portal/openapi.json`, served at `GET /api/v1/openapi.json` (portal/openapi.py);
 - `portal/catalog/catalog.schema.json`, the JSON Schema of catalog files, named by the
-  `$schema` of the built-in catalog (portal/catalog/document.py).
+  `$schema` of the built-in catalog (portal/catalog/document.py);
+- `portal/catalog/catalog-translations.schema.json`, the JSON Schema of the catalog's
+  translation files (portal/catalog/i18n.py).
 
 tests/test_generated_files.py fails when a checked-in file differs from what is built.
 """
@@ -23,10 +25,12 @@ PACKAGE = Path(__file__).resolve().parent
 def _builders() -> dict[Path, Callable[[], dict[str, Any]]]:
     from portal import openapi
     from portal.catalog import document
+    from portal.catalog import i18n as catalog_i18n
 
     return {
         PACKAGE / "openapi.json": openapi.build,
         PACKAGE / "catalog" / document.SCHEMA_FILE_NAME: document.json_schema,
+        PACKAGE / "catalog" / catalog_i18n.SCHEMA_FILE_NAME: catalog_i18n.json_schema,
     }
 
 

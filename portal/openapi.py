@@ -148,7 +148,10 @@ OPERATIONS = (
         "/api/v1/connect/token", "post", "Mint a connect token and create its session",
         body=ConnectRequest,
         answers=(Answer(200, "The token, the URL to open, and the session id", TokenAnswer),
-                 INVALID, UNAUTHORIZED, NOT_FOUND, TOO_LARGE, TOO_MANY_MINTS, STORE_DOWN),
+                 Answer(400, "Invalid input (VALIDATION_ERROR with details.fields), or the "
+                        "integration named can only be connected by OAuth and no OAuth app "
+                        "is set up for it (MISSING_OAUTH2_CONFIG)"),
+                 UNAUTHORIZED, NOT_FOUND, TOO_LARGE, TOO_MANY_MINTS, STORE_DOWN),
     ),
     Operation(
         "/api/v1/connect/session/{sessionId}", "get", "Look a session up",

@@ -50,7 +50,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.aio.storage import Storage
@@ -61,6 +60,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal.errors import RateLimited
 from portal.settings import Settings
+from portal.store.client import RedisClient
 from portal.store.limits_storage import limits_storage
 from portal.views.render import render_error
 
@@ -102,7 +102,7 @@ class RateLimits:
         self._warned_at = -math.inf
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, redis: aioredis.Redis | None) -> RateLimits:
+    def from_settings(cls, settings: Settings, *, redis: RedisClient | None) -> RateLimits:
         """PORTAL_RATE_LIMIT_* and PORTAL_TRUSTED_PROXIES; the counters in Redis on
         `redis` (the stores' client) or, without it, in this process."""
         return cls(pages=settings.rate_limit_pages, poll=settings.rate_limit_poll,

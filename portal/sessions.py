@@ -1,15 +1,26 @@
 """The connect session record and the transitions it may make.
 
     PENDING ──▶ CONNECTING ──▶ COMPLETED
-       │             └───────▶ FAILED
-       └─────────────────────▶ FAILED
+     │  ▲          │  └────▶ FAILED
+     │  └──────────┘
+     └────────────────────▶ FAILED
 
 CONNECTING means the connection is on its way to the core API through the outbox
 (portal/delivery.py): only the delivery ends it.
 
+A failed *attempt* is not a failed session. While the link is valid, a failure before any
+connection exists (the provider said no, the code exchange failed, the core API refused
+the connection, no OAuth app after all) leaves the session PENDING with `error` and
+`error_code` saying what went wrong, and the user may try again, choose another way or
+another app (CONNECTING → PENDING is that step back). The session becomes FAILED — final,
+never undone — when the user gives up, when the failure cannot be retried
+(`SessionFailure.retryable`), or when the link expires (a lookup reads a PENDING session
+whose token expired as FAILED, with the last attempt's reason).
+
 COMPLETED and FAILED are final. A store applies a transition atomically: it checks
 the current status and writes the new fields in one step, so two browsers (or two
-portal processes) racing on the same session cannot both win.
+portal processes) racing on the same session cannot both win. A change written as ""
+removes the field.
 
 The record holds no secret: credentials travel to the core API sealed in an outbox job.
 
@@ -50,8 +61,9 @@ class SessionStatus(StrEnum):
 # Which statuses each target may be reached from.
 TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     # PENDING → PENDING records choices made before connecting (the picker's integration,
-    # the auth method).
-    SessionStatus.PENDING: frozenset({SessionStatus.PENDING}),
+    # the auth method), their undoing, and a failed attempt; CONNECTING → PENDING is an
+    # attempt that failed before any connection existed (see above).
+    SessionStatus.PENDING: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
     # CONNECTING → CONNECTING attaches the delivery job to a session that had to become
     # CONNECTING before its connection was known (an OAuth code is redeemed once).
     SessionStatus.CONNECTING: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
@@ -59,6 +71,9 @@ TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     SessionStatus.FAILED: frozenset({SessionStatus.PENDING, SessionStatus.CONNECTING}),
 }
 
+
+# Fields stored as JSON lists.
+_LIST_FIELDS = frozenset({"allowed_origins", "preferred_integrations", "allowed_integrations"})
 
 # The stored record's field holding the claim; written only by `SessionStore.claim`.
 CLAIM_FIELD = "claimed_by"
@@ -97,10 +112,24 @@ class ConnectSession:
     # page warns). Neither is shown by `public()`.
     previous_account_id: str | None = None
     account_changed: str | None = None
+    # "1" when the user chose the integration (picker) or the auth method (chooser) on the
+    # pages, rather than the token fixing it: only such a choice can be undone ("Back").
+    chose_integration: str | None = None
+    chose_auth_method: str | None = None
     # When the session became final (seconds since the epoch): its webhook event's time.
     finished_at: int | None = None
     # The outbox job carrying its connection (portal/delivery.py); never shown by `public()`.
     outbox_job: str | None = None
+    # How the pages look and speak (token fields; portal/brand.py). `theme` is
+    # light|dark|auto; `locale` a base language (en, de, …). The picker shows
+    # `preferred_integrations` first and, when `allowed_integrations` is not empty, only those.
+    partner_name: str | None = None
+    partner_logo_url: str | None = None
+    accent_color: str | None = None
+    theme: str | None = None
+    locale: str | None = None
+    preferred_integrations: list[str] = field(default_factory=list)
+    allowed_integrations: list[str] = field(default_factory=list)
 
     # -- storage ------------------------------------------------------------------
     def to_record(self) -> dict[str, str]:
@@ -122,7 +151,7 @@ class ConnectSession:
             if item.name not in record:
                 continue
             raw = record[item.name]
-            if item.name == "allowed_origins":
+            if item.name in _LIST_FIELDS:
                 values[item.name] = json.loads(raw)
             elif item.name in {"expires_at", "created_at", "finished_at"}:
                 values[item.name] = int(raw)
@@ -168,9 +197,12 @@ class SessionAnswer(TypedDict):
     externalId: str
     status: Annotated[str, enum_of(SessionStatus)]
     connectionId: str | None
-    error: Annotated[str | None, pydantic.Field(description="Human-readable reason when FAILED.")]
+    error: Annotated[str | None, pydantic.Field(description=(
+        "Human-readable reason when FAILED; on a PENDING session, why the user's last "
+        "attempt failed (they may still try again)."))]
     errorCode: Annotated[str | None, enum_of(SessionFailure, nullable=True), pydantic.Field(
-        description="Machine-readable reason when FAILED (portal extension).")]
+        description=("Machine-readable reason when FAILED, or of the last failed attempt of "
+                     "a PENDING session (portal extension)."))]
     expiresAt: Annotated[str, string_format("date-time")]
     createdAt: Annotated[str, string_format("date-time")]
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -75,6 +76,47 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
                        db=int(parts[1]) if len(parts) == 2 else 0, password=password)
 
 
+CLUSTER_SCHEME = "redis+cluster"
+DEFAULT_CLUSTER_PORT = 6379
+# Outbox shards (portal/store/outbox.py) on a Redis Cluster unless PORTAL_OUTBOX_SHARDS
+# says otherwise; one Redis or Sentinel keeps one (the key names of before shards).
+DEFAULT_CLUSTER_SHARDS = 16
+MAX_OUTBOX_SHARDS = 1024
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    """REDIS_URL of the form `redis+cluster://[[user]:password@]host1:port1[,host2:port2...][/]`:
+    seed nodes of a Redis Cluster (6379 when the port is left out); the client learns
+    every other node from them. The password (if any) is the cluster's."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """`url` (REDIS_URL) as a `ClusterUrl`, or a SettingsError saying what is wrong."""
+    form = "REDIS_URL must be redis+cluster://[[user]:password@]host:port[,host:port...]"
+    rest = url.removeprefix(f"{CLUSTER_SCHEME}://")
+    netloc, _, path = rest.partition("/")
+    if rest == url or "?" in rest or "#" in rest or path:
+        raise SettingsError(f"{form} (no database number or options: a cluster has db 0 only)")
+    username: str | None = None
+    password: str | None = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    nodes = []
+    for node in netloc.split(","):
+        host, colon, port = node.rpartition(":") if ":" in node else (node, "", "")
+        if not host or (colon and not port.isdigit()) or not 0 < int(port or 1) < 65536:
+            raise SettingsError(f"{form} (bad node address {node!r})")
+        nodes.append((host.strip("[]"), int(port) if port else DEFAULT_CLUSTER_PORT))
+    return ClusterUrl(nodes=tuple(nodes), username=username, password=password)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
@@ -82,6 +124,9 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     redis_url: str | None = None
     redis_prefix: str = "portal:"
+    # Outbox shards (docs/operations.md, "Redis Cluster"); None: 1 on one Redis or
+    # Sentinel (the key names of before), DEFAULT_CLUSTER_SHARDS on a cluster.
+    outbox_shards: int | None = None
     core_api_url: str | None = None
     core_api_key: str | None = None
     core_api_timeout: float = 10.0
@@ -117,6 +162,10 @@ class Settings:
     smtp_url: str | None = None
     smtp_from: str = "Connect portal <no-reply@localhost>"
     brand_name: str = "the app"
+    # The hosted pages' defaults when a token names no partner (portal/brand.py): an https
+    # logo (PNG, JPEG, WebP or GIF, fetched and served by the portal) and a #rrggbb accent.
+    brand_logo_url: str | None = None
+    brand_accent: str | None = None
     invite_limit: int = 5
     # Abuse limits (portal/rate_limits.py), in the `limits` library's notation: per client
     # IP on the hosted pages and on the poll, per API key on minting, per session on form
@@ -207,16 +256,21 @@ class Settings:
         redis_url = _optional(env, "REDIS_URL")
         if redis_url is not None and urlsplit(redis_url).scheme == SENTINEL_SCHEME:
             parse_sentinel_url(redis_url)  # raises, naming REDIS_URL, when malformed
+        elif redis_url is not None and urlsplit(redis_url).scheme == CLUSTER_SCHEME:
+            parse_cluster_url(redis_url)
         elif redis_url is not None and urlsplit(redis_url).scheme not in {
                 "redis", "rediss", "unix"}:
-            raise SettingsError("REDIS_URL must start with redis://, rediss://, unix:// "
-                                "or redis+sentinel://")
+            raise SettingsError("REDIS_URL must start with redis://, rediss://, unix://, "
+                                "redis+sentinel:// or redis+cluster://")
+        outbox_shards = (_integer(env, "PORTAL_OUTBOX_SHARDS", 1, 1, MAX_OUTBOX_SHARDS)
+                         if env.get("PORTAL_OUTBOX_SHARDS", "").strip() else None)
         return cls(
             public_url=public_url,
             secret_keys=_secret_keys(env),
             api_keys=_api_keys(env),
             redis_url=redis_url,
             redis_prefix=env.get("PORTAL_REDIS_PREFIX", cls.redis_prefix) or cls.redis_prefix,
+            outbox_shards=outbox_shards,
             core_api_url=core_api_url,
             core_api_key=core_api_key,
             core_api_timeout=_number(env, "CORE_API_TIMEOUT", cls.core_api_timeout, 0.5, 120),
@@ -245,6 +299,8 @@ class Settings:
             smtp_url=_smtp_url(env),
             smtp_from=env.get("PORTAL_SMTP_FROM", "").strip() or cls.smtp_from,
             brand_name=(env.get("PORTAL_BRAND_NAME", "").strip() or cls.brand_name)[:80],
+            brand_logo_url=_brand_logo_url(env),
+            brand_accent=_brand_accent(env),
             invite_limit=_integer(env, "PORTAL_INVITE_LIMIT", cls.invite_limit, 1, 1000),
             rate_limit_pages=_rate_limit(env, "PORTAL_RATE_LIMIT_PAGES", cls.rate_limit_pages),
             rate_limit_poll=_rate_limit(env, "PORTAL_RATE_LIMIT_POLL", cls.rate_limit_poll),
@@ -290,6 +346,22 @@ def origin_of(url: str) -> str:
 
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _brand_logo_url(env: Mapping[str, str]) -> str | None:
+    value = _optional(env, "PORTAL_BRAND_LOGO_URL")
+    if value is not None and (not value.startswith("https://") or len(value) > 2000
+                              or any(c.isspace() for c in value)):
+        raise SettingsError("PORTAL_BRAND_LOGO_URL must be an https URL of at most 2000 "
+                         "characters")
+    return value
+
+
+def _brand_accent(env: Mapping[str, str]) -> str | None:
+    value = _optional(env, "PORTAL_BRAND_ACCENT")
+    if value is not None and re.fullmatch(r"#[0-9A-Fa-f]{6}", value) is None:
+        raise SettingsError("PORTAL_BRAND_ACCENT must be a colour like #1a73e8")
+    return value.lower() if value else None
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

@@ -23,7 +23,9 @@
     fetch("/mint", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({integrationName: document.getElementById("integration").value}),
+      body: JSON.stringify({integrationName: document.getElementById("integration").value,
+                            locale: document.getElementById("locale").value,
+                            theme: document.getElementById("theme").value}),
     }).then(function (response) {
       return response.json().then(function (body) {
         if (!response.ok) throw new Error(body.error || "could not mint a token");

@@ -29,8 +29,9 @@ def test_an_invite_arrives_and_its_link_connects_an_app(demo: Demo, browser: Bro
     ada.goto(link)
     assert ada.url == f"{demo.portal_url}/connect/portal"  # the token left the address bar
     expect(ada.get_by_text("Ada Lovelace").first).to_be_visible()
+    ada.get_by_label("Search apps").fill("OpenAI")  # one page of apps at a time
     ada.get_by_role("button", name="Connect OpenAI").click()
-    ada.get_by_label("API key").fill("sk-demo-ada-0123456789")
+    ada.get_by_label("API key", exact=True).fill("sk-demo-ada-0123456789")
     ada.get_by_role("button", name="Connect").click()
     expect(ada.get_by_role("heading", name="Connected")).to_be_visible()
     ada.get_by_role("link", name="Back to your connections").click()

@@ -5,13 +5,14 @@ connection is never shown (issue 12)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 
 from portal.end_users.links import EndUserLinks
@@ -51,7 +52,15 @@ def portal_link(portal: str, person: dict[str, Any]) -> str:
     return f"{portal}/connect/portal?token={token}"
 
 
+def find_app(page: Page, integration: str) -> None:
+    """Type the app's name in the search box: the list shows one page of apps, and the
+    page's script swaps in the matches without a reload."""
+    page.get_by_label("Search apps").fill(integration)
+    expect(page.locator("#picker-list > li")).to_have_count(1)
+
+
 def connect(page: Page, integration: str, secret: str) -> None:
+    find_app(page, integration)
     page.get_by_role("button", name=f"Connect {integration}", exact=True).click()
     page.locator("#secret_text").fill(secret)
     page.get_by_role("button", name="Connect", exact=True).click()
@@ -120,4 +129,37 @@ def test_connect_two_reconnect_one_disconnect_the_other(
     expect(page.locator(f'[data-connection="{made["anthropic"]["id"]}"]')).to_have_count(0)
     expect(openai_row).to_be_visible()
     assert page.url == f"{portal}/connect/portal?notice=disconnected"
+
+    # A connected app offers a second account, through the page's one connect form.
+    page.get_by_role("button", name="Connect another OpenAI account").click()
+    expect(page.locator("#secret_text")).to_be_visible()
     assert problems == []  # no CSP violation, no script error
+
+
+def test_without_javascript_the_apps_page_with_links_and_search_with_a_form(
+    browser: Browser, served: tuple[str, str],
+) -> None:
+    portal, core_url = served
+    nora = end_user(core_url, "user-nora", "Nora NoScript")
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(portal_link(portal, nora))
+        expect(page.get_by_text("You have not connected any app yet.")).to_be_visible()
+        apps = page.locator("#picker-list > li")
+        expect(apps).to_have_count(12)
+        first = apps.first.get_attribute("data-integration")
+        expect(page.get_by_text(re.compile(r"Page 1 of \d+"))).to_be_visible()
+        page.get_by_role("link", name="More apps").click()
+        expect(page.get_by_text(re.compile(r"Page 2 of \d+"))).to_be_visible()
+        expect(page.locator(f'#picker-list > li[data-integration="{first}"]')).to_have_count(0)
+        page.get_by_role("link", name="Previous apps").click()
+        expect(apps.first).to_have_attribute("data-integration", str(first))
+        page.get_by_label("Search apps").fill("Anthropic")
+        page.get_by_role("button", name="Search", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/connect/portal\?q=Anthropic"))
+        expect(apps).to_have_count(1)
+        page.get_by_role("button", name="Connect Anthropic", exact=True).click()
+        expect(page.locator("#secret_text")).to_be_visible()
+    finally:
+        context.close()

@@ -17,6 +17,7 @@ from tests.conftest import (
     FAST_DELIVERY,
     PARTNER_ORIGIN,
     PORTAL_URL,
+    csrf_of,
     mint,
     open_page,
     received,
@@ -53,7 +54,7 @@ def test_form_shows_the_integration_and_a_masked_key_input(client: TestClient) -
     answer = mint(client)
     page_path, _ = open_page(client, answer["token"])
     html = client.get(page_path).text
-    assert "Connect OpenAI" in html
+    assert "Connect your OpenAI account" in html
     assert 'href="https://platform.openai.com/api-keys"' in html
     assert re.search(r'<input id="secret_text" name="secret_text" type="password"', html)
     assert 'autocomplete="off"' in html
@@ -135,8 +136,13 @@ def test_redirect_mode_error_carries_the_code(make_client: Any) -> None:
                   errorRedirectUri=f"{PARTNER_ORIGIN}/failed")
     page_path, csrf = open_page(client, answer["token"])
     result = submit(client, page_path, csrf, secret_text="sk-x")
+    # The refusal can be tried again: the user stays on the portal until they stop.
     assert result.status_code == 303
-    location = httpx.URL(result.headers["location"])
+    assert not result.headers["location"].startswith(PARTNER_ORIGIN)
+    csrf = csrf_of(client.get(page_path).text)
+    stopped = submit(client, page_path, csrf, action="give_up")
+    assert stopped.status_code == 303
+    location = httpx.URL(stopped.headers["location"])
     assert location.path == "/failed"
     assert dict(location.params) == {
         "sessionId": answer["sessionId"], "status": "error", "code": "CORE_API_REJECTED",
@@ -202,7 +208,7 @@ def test_core_api_retries_reuse_the_idempotency_key(make_client: Any) -> None:
     httpx.Response(422, json={"error": "Workspace <b>ws-1</b> is archived"}),
     httpx.Response(400, text="<b>no json</b>"),
 ])
-def test_core_api_refusal_ends_failed_with_a_readable_reason(
+def test_core_api_refusal_is_a_failed_attempt_the_backend_can_read(
     make_client: Any, answer: httpx.Response,
 ) -> None:
     code = "CORE_API_REJECTED"
@@ -210,14 +216,17 @@ def test_core_api_refusal_ends_failed_with_a_readable_reason(
     minted = mint(client)
     page_path, csrf = open_page(client, minted["token"])
     result = submit(client, page_path, csrf, secret_text="sk-x", opener="1")
-    assert result.status_code == 200
+    assert result.status_code == 303 and result.headers["location"] == page_path
     session = session_of(client, minted["sessionId"])
-    assert session["status"] == "FAILED"
-    assert session["errorCode"] == code
-    assert session["error"]
-    message = result_payload(result.text)["message"]
+    assert (session["status"], session["errorCode"]) == ("PENDING", code)
+    assert session["error"]  # the core's reason, for the backend
+    page = client.get(page_path).text
+    assert "Your account could not be saved" in page and "Try again" in page
+    assert "ws-1" not in page and "no json" not in page  # the core's words stay off the page
+    stopped = submit(client, page_path, csrf_of(page), action="give_up", opener="1")
+    message = result_payload(stopped.text)["message"]
     assert (message["status"], message["code"]) == ("error", code)
-    assert "<b>" not in result.text  # provider text is escaped
+    assert session_of(client, minted["sessionId"])["status"] == "FAILED"
 
 
 def test_empty_key_is_refused_next_to_the_field_and_changes_nothing(
@@ -292,7 +301,7 @@ def test_picker_lets_the_user_choose_when_no_integration_was_fixed(
     }, headers={"Origin": PORTAL_URL})
     assert chosen.status_code == 303
     form = client.get(page_path)
-    assert "Connect Anthropic" in form.text
+    assert "Connect your Anthropic account" in form.text
     submit(client, page_path, csrf_of(form.text), secret_text="sk-ant-xyz")
     assert received(core_app)[0]["body"]["integrationName"] == "anthropic"
     assert session_of(client, answer["sessionId"])["integrationName"] == "anthropic"
@@ -317,7 +326,8 @@ def test_form_claims_a_credential_check_only_when_one_will_run(
     client = make_client(verify_credentials=verify)
     page_path, _ = open_page(client, mint(client)["token"])
     html = client.get(page_path).text
-    assert ("after OpenAI confirms it is valid" in html) is claims_check
+    assert ("We check these details with OpenAI" in html) is claims_check
+    assert ("Checking your details with OpenAI" in html) is claims_check  # the busy words
 
 
 def test_a_second_submit_joins_the_first_instead_of_failing(make_client: Any) -> None:

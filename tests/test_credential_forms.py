@@ -96,8 +96,14 @@ def catalog_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def acme(make_client: Any, catalog_file: Path) -> TestClient:
     # A host-name field is resolved before delivery (docs/outbound.md); no DNS here.
+    # The platform has apps for Acme's sign-in options, so they are offered.
+    apps = catalog_file.with_name("oauth-apps.json")
+    apps.write_text(json.dumps({"apps": {
+        name: {"clientId": f"{name}-client", "clientSecret": "s3cret"}
+        for name in ("acme-oauth", "acme-api")}}))
     client: TestClient = make_client(catalog_paths=(str(catalog_file),),
-                                     outbound_lookup=public_mail_host)
+                                     outbound_lookup=public_mail_host,
+                                     oauth_apps_file=str(apps))
     return client
 
 
@@ -243,7 +249,9 @@ def test_basic_auth_delivers_username_and_password(acme: TestClient, core_app: S
                                                    ) -> None:
     page_path, csrf, _ = open_form(acme, "basic")
     form = acme.get(page_path).text
-    assert ">Login" in form and 'autocomplete="off"' in tag(form, "input", "password")
+    # A login's password: the browser's password manager may fill it (unlike an API key).
+    assert ">Login" in form
+    assert 'autocomplete="current-password"' in tag(form, "input", "password")
     assert "Enter Password." in submit(acme, page_path, csrf, username="alice").text
     submit(acme, page_path, csrf, username="alice", password="pa ss")
     body = received(core_app)[0]["body"]
@@ -332,8 +340,13 @@ def test_picker_refuses_an_integration_it_cannot_run(acme: TestClient) -> None:
     assert "This app is not available" in refused.text
 
 
-def test_every_builtin_entry_renders_its_form(client: TestClient) -> None:
-    for integration in load_catalog():
+def test_every_builtin_entry_renders_its_form(make_client: Any, tmp_path: Path) -> None:
+    catalog = load_catalog()
+    apps = tmp_path / "oauth-apps.json"  # a platform app for every sign-in, so all are offered
+    apps.write_text(json.dumps({"apps": {
+        item.name: {"clientId": "id", "clientSecret": "secret"} for item in catalog}}))
+    client = make_client(oauth_apps_file=str(apps))
+    for integration in catalog:
         for option in integration.auth_options:
             response = client.post("/api/v1/connect/token", headers=AUTH, json={
                 "integrationName": integration.name, "authMethodKey": option.key,

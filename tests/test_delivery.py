@@ -156,17 +156,44 @@ def test_an_answer_lost_after_the_core_saved_is_resent_and_never_makes_a_second_
     assert len(core.attempts) == 4
 
 
-def test_a_definite_refusal_fails_the_session_at_once_with_the_cores_reason(
+def test_a_definite_refusal_is_a_failed_attempt_with_the_cores_reason_at_once(
     make_client: Any, redis_client: redis.Redis, settings: Any,
 ) -> None:
     core = ScriptedCore(httpx.Response(422, json={"error": "Workspace ws-1 is archived"}))
     client = make_client(core_transport=core.transport)
     answer, response = start_connect(client)
-    assert response.status_code == 200  # the result page, from the inline attempt
-    final = session_of(client, answer["sessionId"])
-    assert (final["status"], final["errorCode"], final["error"]) == (
-        "FAILED", "CORE_API_REJECTED", "Workspace ws-1 is archived")
+    assert response.status_code == 303  # to the session's page, which offers to try again
+    now = session_of(client, answer["sessionId"])
+    # The link is still valid: the user may try again, so the session is not over.
+    assert (now["status"], now["errorCode"], now["error"]) == (
+        "PENDING", "CORE_API_REJECTED", "Workspace ws-1 is archived")
     assert len(core.attempts) == 1
+    assert outbox_entries(redis_client, settings.redis_prefix) == []
+    assert redis_client.zcard(f"{settings.redis_prefix}connecting") == 0
+
+
+def test_a_refusal_that_comes_after_the_link_expired_ends_the_session_failed(
+    settings: Any, make_app: Any, redis_client: redis.Redis,
+) -> None:
+    class Clock:
+        now = 2_000_000_000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+
+    def late_refusal(request: httpx.Request) -> httpx.Response:
+        clock.now += 3600  # the link expires while the core API thinks
+        return httpx.Response(422, json={"error": "Workspace ws-1 is archived"})
+
+    app = make_app(settings, core_transport=httpx.MockTransport(late_refusal), clock=clock)
+    with TestClient(app, base_url=PORTAL_URL, follow_redirects=False) as client:
+        answer = mint(client, expiresIn=600)
+        page_path, csrf = open_page(client, answer["token"])
+        submit(client, page_path, csrf, secret_text=SECRET_TYPED)
+        final = session_of(client, answer["sessionId"])
+        assert (final["status"], final["errorCode"]) == ("FAILED", "CORE_API_REJECTED")
     assert outbox_entries(redis_client, settings.redis_prefix) == []
 
 

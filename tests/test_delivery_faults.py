@@ -344,15 +344,31 @@ def test_core_saves_but_the_answer_is_lost(case: Callable[..., Case], figures: d
 
 
 def test_core_rejecting(case: Callable[..., Case], figures: dict[str, Any]) -> None:
-    """A definite 4xx ends every session FAILED with the core's message, nothing saved."""
+    """A definite 4xx is a failed attempt: every session goes back to PENDING at once with
+    the core's message (the user may try again on the same link), never retried by the
+    outbox, nothing saved, no webhook (the session is not over), the outbox empty."""
     run = case()
     set_mode(run.core.url, mode="reject", status=422, error=REJECTION)
-    run.users(6)
-    run.wait_final(SETTLE)
-    check_and_record(run, figures, expect="FAILED", fault="422 for every request")
-    assert {(s["errorCode"], s["error"]) for s in run.finals.values()} == {
-        ("CORE_API_REJECTED", REJECTION)}
-    assert stats(run.core.url)["posts"] == 6  # a rejection is final: never retried
+    ids = run.users(6)
+    with httpx.Client(base_url=run.portal_url, timeout=5) as client:
+        def refused() -> dict[str, Any] | None:
+            records = {sid: session_record(client, sid) for sid in ids}
+            done = all(record and record["errorCode"] for record in records.values())
+            return records if done else None
+
+        wait_until(lambda: refused() is not None, timeout=SETTLE, what="every refusal")
+        records = refused()
+    assert records is not None
+    assert {(r["status"], r["errorCode"], r["error"]) for r in records.values()} == {
+        ("PENDING", "CORE_API_REJECTED", REJECTION)}
+    core = stats(run.core.url)
+    assert core["posts"] == 6 and core["connections"] == []  # a rejection is not retried
+    assert run.outbox_depth() == 0
+    assert core["webhooks"] == {}
+    figures[run.name] = {"sessions": 6, "completed": 0, "failed": 0, "connections": 0,
+                         "core_posts": core["posts"], "webhooks": 0,
+                         "seconds": round(time.monotonic() - (run.first_submit or 0), 1),
+                         "fault": "422 for every request: failed attempts, PENDING"}
 
 
 def test_portal_killed_with_deliveries_in_flight(case: Callable[..., Case],

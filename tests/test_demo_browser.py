@@ -20,7 +20,7 @@ def test_demo_partner_connects_through_connect_js(demo: Demo, page: Page) -> Non
     with page.expect_popup() as opened:
         page.click("#connect")
     popup = opened.value
-    popup.get_by_label("API key").fill("sk-demo-0123456789")
+    popup.get_by_label("API key", exact=True).fill("sk-demo-0123456789")
     with popup.expect_event("close"):
         popup.get_by_role("button", name="Connect").click()
     expect(page.locator("#status")).to_have_text("success")

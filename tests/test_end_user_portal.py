@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from portal.end_users.links import EndUserLink, EndUserLinks
 from portal.end_users.portal_page import PORTAL_COOKIE
+from portal.picker import PAGE_SIZE
 from portal.settings import Settings
 from portal.store.revocations import MemoryRevocationStore
 from portal.store.stores import open_stores
@@ -129,6 +130,32 @@ def listed_ids(html: str) -> list[str]:
     return re.findall(r'data-connection="([^"]+)"', html)
 
 
+def shown_apps(html: str) -> list[str]:
+    """The apps the page shows, connected ones first, then the "Connect an app" list."""
+    return re.findall(r'data-integration="([^"]+)"', html)
+
+
+def connect_buttons(html: str) -> list[str]:
+    """The apps of the Connect buttons of the page's one connect form."""
+    return re.findall(r'form="portal-connect" name="integration" value="([^"]+)"', html)
+
+
+def runnable(client: TestClient) -> set[str]:
+    flow = client.app.state.flow  # type: ignore[attr-defined]
+    return {item.name for item in flow.catalog if flow.runnable_options(item)}
+
+
+def every_page(client: TestClient, **params: str) -> list[str]:
+    """The apps of every page of the "Connect an app" list, following its "More apps"
+    links as a user without JavaScript would."""
+    html = client.get("/connect/portal", params=params).text
+    apps = shown_apps(html)
+    while (more := re.search(r'href="([^"]+)" rel="next"', html)) is not None:
+        html = client.get(more.group(1).replace("&amp;", "&")).text
+        apps += [name for name in shown_apps(html) if name not in apps]
+    return apps
+
+
 @pytest.fixture
 def people(core_app: Starlette) -> dict[str, dict[str, Any]]:
     return {
@@ -179,9 +206,65 @@ def test_page_lists_every_runnable_integration_and_only_this_end_users_connectio
     for hidden in (bobs, other_ws, nobody, "Bob's key", "Other workspace key",
                    "No end user key"):
         assert hidden not in html
-    assert 'data-integration="openai"' in html
-    assert 'data-integration="anthropic"' in html
     assert "Active" in html
+    # OpenAI, connected, comes first, and is not offered again in the list of apps.
+    assert shown_apps(html)[0] == "openai"
+    assert shown_apps(html).count("openai") == 1
+    assert 'aria-label="Connect another OpenAI account"' in html
+    # Every runnable app is on one of the list's pages, once.
+    apps = every_page(client)
+    assert len(apps) == len(set(apps))
+    assert set(apps) == runnable(client)
+    assert len(runnable(client)) > PAGE_SIZE
+
+
+def test_the_page_shows_one_page_of_apps_and_one_connect_form(
+    client: TestClient, people: dict[str, dict[str, Any]],
+) -> None:
+    html = open_portal(client, issue(people["alice"])[0])
+    assert "You have not connected any app yet." in html
+    assert "Connect an app" in html
+    apps = shown_apps(html)
+    assert len(apps) == PAGE_SIZE
+    assert connect_buttons(html) == apps
+    assert html.count('action="/connect/portal/connect"') == 1
+    assert html.count('name="csrf_token"') == 1
+    pages = -(-len(runnable(client)) // PAGE_SIZE)
+    assert f"Page 1 of {pages}" in html
+    assert 'href="/connect/portal?q=&amp;page=2" rel="next"' in html
+    second = client.get("/connect/portal", params={"page": "2"}).text
+    assert f"Page 2 of {pages}" in second
+    assert not set(shown_apps(second)) & set(apps)
+    assert 'rel="prev"' in second
+    # An app of the second page connects like any other.
+    started = post(client, "/connect/portal/connect", csrf_of(second),
+                   integration=shown_apps(second)[0])
+    assert started.status_code == 303, started.text
+    assert started.headers["location"].startswith("/connect/s/")
+    # A page number past the end shows the last page; nonsense shows the first.
+    last = client.get("/connect/portal", params={"page": "9999"}).text
+    assert f"Page {pages} of {pages}" in last
+    assert shown_apps(client.get("/connect/portal", params={"page": "x"}).text) == apps
+
+
+def test_the_search_finds_apps_by_their_words_in_the_pages_language(
+    client: TestClient, people: dict[str, dict[str, Any]],
+) -> None:
+    open_portal(client, issue(people["alice"])[0])
+    found = client.get("/connect/portal", params={"q": "Anthropic"}).text
+    assert shown_apps(found) == ["anthropic"]
+    assert connect_buttons(found) == ["anthropic"]
+    assert "1 app" in found
+    assert 'value="Anthropic"' in found  # the search box keeps what was typed
+    none = client.get("/connect/portal", params={"q": "no-such-app-anywhere"}).text
+    assert shown_apps(none) == []
+    assert "No app matches your search." in none
+    # The German page finds Anthropic by its German description; English does not.
+    german = client.get("/connect/portal", params={"q": "Claude-Modelle"},
+                        headers={"Accept-Language": "de"}).text
+    assert shown_apps(german) == ["anthropic"]
+    english = client.get("/connect/portal", params={"q": "Claude-Modelle"}).text
+    assert shown_apps(english) == []
 
 
 def test_a_narrowed_link_shows_and_connects_only_its_integration(
@@ -191,8 +274,12 @@ def test_a_narrowed_link_shows_and_connects_only_its_integration(
     core_connection(core_app, integrationName="anthropic", workspaceId="ws-1",
                     endUserId=alice["id"], externalId="user-alice", displayName="Claude key")
     html = open_portal(client, issue(alice, integration_name="openai")[0])
-    assert re.findall(r'data-integration="([^"]+)"', html) == ["openai"]
+    assert shown_apps(html) == ["openai"]
+    assert connect_buttons(html) == ["openai"]
     assert "Claude key" not in html
+    assert 'name="q"' not in html  # one app: nothing to search
+    assert shown_apps(client.get("/connect/portal", params={"q": "anthropic"}).text) == [
+        "openai"]
     refused = post(client, "/connect/portal/connect", csrf_of(html), integration="anthropic")
     assert refused.status_code == 404
     assert "INTEGRATION_NOT_FOUND" in refused.text
@@ -309,7 +396,7 @@ def test_forged_expired_and_revoked_links_are_refused(
         answer = client.get("/connect/portal", params={"token": token})
         assert answer.status_code == 401, (token, answer.text)
         assert "set-cookie" not in answer.headers
-        assert "Error code: " in answer.text  # the error page, as for a bad connect link
+        assert "data-error-code=" in answer.text  # the error page, as for a bad connect link
     # A link revoked before it is opened.
     token, link = issue(alice)
     revoke(settings, link)

@@ -25,6 +25,7 @@ from tests.conftest import (
     CORE_API_KEY,
     PORTAL_URL,
     SECRET_KEY,
+    csrf_of,
     mint,
     open_page,
     session_of,
@@ -115,10 +116,12 @@ def test_counts_after_real_flows_in_process(make_client: Any) -> None:
     for session_id in completed:
         assert session_of(client, session_id)["status"] == "COMPLETED"
 
-    # A core API that refuses: the session fails, a rejected 4xx outcome.
+    # A core API that refuses (a rejected 4xx outcome), and the user stops: FAILED.
     refusing = make_client(metrics_key=METRICS_KEY, core_transport=httpx.MockTransport(
         rejecting_core))
     failed = complete_flow(refusing, "sk-metrics-refused")
+    page_path = f"/connect/s/{failed}"
+    submit(refusing, page_path, csrf_of(refusing.get(page_path).text), action="give_up")
     assert session_of(refusing, failed)["status"] == "FAILED"
 
     after = scrape(client)  # one registry in this process: both portals count in it

@@ -28,11 +28,13 @@ from tests.conftest import (
     FAST_DELIVERY,
     PARTNER_ORIGIN,
     PORTAL_URL,
+    csrf_of,
     mint,
     open_page,
     received,
     redis_values,
     session_of,
+    token_body,
 )
 from tests.live_servers import wait_until
 from tests.oauth_provider import BASIC, CUSTOM, POST, Provider, run_provider, sign_in, write_config
@@ -197,7 +199,7 @@ def test_a_callback_in_another_browser_is_refused(
     assert session_of(portal, answer["sessionId"])["status"] == "PENDING"
 
 
-def test_a_wrong_iss_fails_the_session_and_redeems_nothing(
+def test_a_wrong_iss_is_a_failed_attempt_and_redeems_nothing(
     portal: TestClient, user: httpx.Client, core_app: Starlette,
 ) -> None:
     answer, page_path, pressed = start(portal)
@@ -205,10 +207,11 @@ def test_a_wrong_iss_fails_the_session_and_redeems_nothing(
     response = portal.get(without(back, "iss", "https://attacker.example"))
     assert response.status_code == 303
     session = session_of(portal, answer["sessionId"])
-    assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
+    assert (session["status"], session["errorCode"]) == ("PENDING", "OAUTH_ERROR")
     assert "did not come from Test ID Header" in session["error"]
     assert received(core_app) == []
-    assert "did not come from" in portal.get(page_path).text
+    page = portal.get(page_path).text
+    assert "did not finish the sign-in" in page and "Try again" in page
 
 
 def test_a_missing_iss_is_refused_when_the_provider_declares_it(
@@ -218,27 +221,81 @@ def test_a_missing_iss_is_refused_when_the_provider_declares_it(
     back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
     portal.get(without(back, "iss"))
     session = session_of(portal, answer["sessionId"])
-    assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
+    assert (session["status"], session["errorCode"]) == ("PENDING", "OAUTH_ERROR")
     assert received(core_app) == []
 
 
-def test_the_user_denying_consent_fails_the_session_with_oauth_error(
+def press(portal: TestClient, page_path: str, action: str, **fields: str) -> httpx.Response:
+    """A step button of the session's page (Try again, Back, Stop)."""
+    response: httpx.Response = portal.post(
+        page_path, data={"csrf_token": csrf_of(portal.get(page_path).text), "action": action,
+                         **fields}, headers={"Origin": PORTAL_URL})
+    return response
+
+
+def test_a_denied_sign_in_can_be_tried_again_and_succeed_on_the_same_link(
     portal: TestClient, user: httpx.Client, core_app: Starlette,
 ) -> None:
-    answer, _, pressed = start(
-        portal, errorRedirectUri=f"{PARTNER_ORIGIN}/connected")
+    done, failed = f"{PARTNER_ORIGIN}/connected", f"{PARTNER_ORIGIN}/failed"
+    answer, page_path, pressed = start(portal, successRedirectUri=done,
+                                       errorRedirectUri=failed)
     back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK, deny=True)
     assert parse_qs(urlsplit(back).query)["error"] == ["access_denied"]
     finished = portal.get(back)
-    assert finished.status_code == 303
-    # Redirect mode: the partner learns the code and nothing else.
+    # Not to the partner yet: the portal's page says what happened and offers a retry.
+    assert finished.status_code == 303 and finished.headers["location"] == page_path
+    session = session_of(portal, answer["sessionId"])
+    assert (session["status"], session["errorCode"]) == ("PENDING", "OAUTH_ERROR")
+    assert "access_denied" in session["error"]  # the provider's word, for the backend
+    page = portal.get(page_path).text
+    assert "did not finish the sign-in" in page and "access_denied" not in page
+
+    assert press(portal, page_path, "try_again").headers["location"] == page_path
+    again = portal.post(f"{page_path}/oauth", data={"csrf_token": csrf_of(
+        portal.get(page_path).text)}, headers={"Origin": PORTAL_URL})
+    back = sign_in(user, again.headers["location"], stop_at=CALLBACK)
+    finished = portal.get(back)
     assert finished.headers["location"] == (
+        f"{done}?sessionId={answer['sessionId']}&connectionId="
+        f"{received(core_app)[0]['id']}&status=success")
+    assert len(received(core_app)) == 1
+    session = session_of(portal, answer["sessionId"])
+    assert (session["status"], session["errorCode"]) == ("COMPLETED", None)
+
+
+def test_stopping_after_a_denied_sign_in_returns_the_code_to_the_partner(
+    portal: TestClient, user: httpx.Client, core_app: Starlette,
+) -> None:
+    answer, page_path, pressed = start(
+        portal, errorRedirectUri=f"{PARTNER_ORIGIN}/connected")
+    portal.get(sign_in(user, pressed.headers["location"], stop_at=CALLBACK, deny=True))
+    stopped = press(portal, page_path, "give_up")
+    # Redirect mode: the partner learns the code and nothing else.
+    assert stopped.headers["location"] == (
         f"{PARTNER_ORIGIN}/connected?sessionId={answer['sessionId']}&status=error"
         "&code=OAUTH_ERROR")
     session = session_of(portal, answer["sessionId"])
     assert (session["status"], session["errorCode"]) == ("FAILED", "OAUTH_ERROR")
-    assert "access_denied" in session["error"]
     assert received(core_app) == []
+
+
+def test_a_sign_in_started_for_a_choice_since_undone_cannot_finish(
+    portal: TestClient, user: httpx.Client, core_app: Starlette,
+) -> None:
+    answer = mint(portal, integrationName=None)
+    page_path, csrf = open_page(portal, answer["token"])
+    press(portal, page_path, "choose", integration="testid-basic")
+    pressed = portal.post(f"{page_path}/oauth", data={"csrf_token": csrf},
+                          headers={"Origin": PORTAL_URL})
+    back = sign_in(user, pressed.headers["location"], stop_at=CALLBACK)
+    press(portal, page_path, "back")  # the user changed their mind meanwhile
+    press(portal, page_path, "choose", integration="testid-post")
+    refused = portal.get(back)
+    assert refused.status_code == 400
+    assert 'data-error-code="OAUTH_STATE_INVALID"' in refused.text
+    assert received(core_app) == []
+    session = session_of(portal, answer["sessionId"])
+    assert (session["status"], session["integrationName"]) == ("PENDING", "testid-post")
 
 
 def test_a_customers_own_app_comes_from_the_core_api(
@@ -258,19 +315,22 @@ def test_a_customers_own_app_comes_from_the_core_api(
     assert session_of(portal, answer["sessionId"])["status"] == "COMPLETED"
 
 
-def test_no_oauth_app_fails_the_session_with_a_clear_page(
+def test_no_oauth_app_is_refused_at_minting_or_is_a_failed_attempt(
     portal: TestClient, core_app: Starlette,
 ) -> None:
-    for args in ({"integration": "github", "authMethodKey": "oauth2"},  # no platform app
-                 {"integration": "testid-post", "oauthAppMode": "custom",
-                  "oauthAppId": "no-such-app"}):
-        answer, page_path, pressed = start(portal, **args)
-        assert pressed.status_code == 303
-        assert pressed.headers["location"] == page_path
-        page = portal.get(page_path).text
-        assert "No OAuth app is set up for" in page
-        session = session_of(portal, answer["sessionId"])
-        assert (session["status"], session["errorCode"]) == ("FAILED", "NO_OAUTH_APP")
+    # No platform app for GitHub's sign-in: the backend hears it when minting.
+    refused = portal.post("/api/v1/connect/token", headers=AUTH, json=token_body(
+        integrationName="github", authMethodKey="oauth2"))
+    assert (refused.status_code, refused.json()["code"]) == (400, "MISSING_OAUTH2_CONFIG")
+    # A customer's app the core API does not know is only found out at the sign-in.
+    answer, page_path, pressed = start(portal, "testid-post", oauthAppMode="custom",
+                                       oauthAppId="no-such-app")
+    assert pressed.status_code == 303
+    assert pressed.headers["location"] == page_path
+    page = portal.get(page_path).text
+    assert "is not available" in page and "Try again" in page
+    session = session_of(portal, answer["sessionId"])
+    assert (session["status"], session["errorCode"]) == ("PENDING", "NO_OAUTH_APP")
     assert received(core_app) == []
 
 

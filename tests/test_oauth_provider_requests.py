@@ -320,7 +320,8 @@ def test_a_typed_server_url_resolving_to_loopback_never_gets_a_client_hello(
         assert back.status_code == 303
         session = portal.get(f"/api/v1/connect/session/{answer['sessionId']}",
                              headers=AUTH).json()["session"]
-        assert (session["status"], session["errorCode"]) == ("FAILED", "TOKEN_EXCHANGE_FAILED")
+        # A failed attempt (nothing connected, the link still valid): PENDING, with why.
+        assert (session["status"], session["errorCode"]) == ("PENDING", "TOKEN_EXCHANGE_FAILED")
         assert session["error"] == "The sign-in server's address is not allowed from this portal."
 
         refreshed = portal.post("/api/v1/oauth/refresh", headers=AUTH, json={

@@ -27,10 +27,16 @@ def test_wheel_ships_templates_static_catalog_and_openapi(tmp_path: Path) -> Non
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         "portal/templates/" + path.name for path in (REPO / "templates").glob("*.html")
-    } | {"portal/static/" + path.name for path in (REPO / "static").iterdir()} | {
+    } | {"portal/static/" + path.relative_to(REPO / "static").as_posix()
+         for path in (REPO / "static").rglob("*") if path.is_file()} | {
         "portal/openapi.json", "portal/catalog/integrations.json", "portal/py.typed",
-        "portal/catalog/catalog.schema.json",
-    } | {str(path.relative_to(REPO)) for path in (REPO / "portal").rglob("*.py")}
+        "portal/catalog/catalog.schema.json", "portal/catalog/catalog-translations.schema.json",
+        "portal/templates/email/invite.html", "portal/templates/email/invite.txt",
+    } | {str(path.relative_to(REPO)) for path in (REPO / "portal").rglob("*.py")} | {
+        # The languages: messages compiled at start, and the catalog's words.
+        str(path.relative_to(REPO)) for pattern in ("locales/*/LC_MESSAGES/*.po",
+                                                    "catalog/translations/*.json")
+        for path in (REPO / "portal").glob(pattern)}
     assert expected <= names, sorted(expected - names)
     entry_points = zipfile.ZipFile(wheel).read(
         next(name for name in names if name.endswith("entry_points.txt"))

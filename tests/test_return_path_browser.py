@@ -133,7 +133,7 @@ def open_partner(page: Page, partner_url: str, answer: dict[str, Any], **options
 
 
 def fill_and_submit(popup: Page, key: str = TYPED_KEY) -> None:
-    popup.get_by_label("API key").fill(key)
+    popup.get_by_label("API key", exact=True).fill(key)
     popup.get_by_role("button", name="Connect").click()
 
 
@@ -164,7 +164,7 @@ def test_popup_success_reaches_the_partner_once(stack: Stack, page: Page) -> Non
     with page.expect_popup() as opened:
         page.click("#connect")
     popup = opened.value
-    expect(popup.get_by_role("heading", name="Connect OpenAI")).to_be_visible()
+    expect(popup.get_by_role("heading", name="Connect your OpenAI account")).to_be_visible()
     assert "token=" not in popup.url
     with popup.expect_event("close"):
         fill_and_submit(popup)
@@ -188,8 +188,12 @@ def test_popup_error_reaches_the_partner_as_an_error(stack: Stack, page: Page) -
     with page.expect_popup() as opened:
         page.click("#connect")
     popup = opened.value
+    fill_and_submit(popup)
+    # A failed attempt: the popup stays and offers a retry; the partner hears nothing yet.
+    expect(popup.locator("[data-try-again]")).to_be_visible()
+    assert messages(page) == []
     with popup.expect_event("close"):
-        fill_and_submit(popup)
+        popup.locator("[data-give-up]").click()
 
     result = outcome(page)
     assert result["status"] == "error"
@@ -251,7 +255,7 @@ def test_popup_closed_before_finishing_reports_on_close(stack: Stack, page: Page
     with page.expect_popup() as opened:
         page.click("#connect")
     popup = opened.value
-    expect(popup.get_by_label("API key")).to_be_visible()
+    expect(popup.get_by_label("API key", exact=True)).to_be_visible()
     popup.close()
 
     result = outcome(page)
@@ -266,7 +270,7 @@ def test_second_open_reuses_the_window_and_ends_the_first(stack: Stack, page: Pa
     with page.expect_popup() as opened:
         page.click("#connect")
     popup = opened.value
-    expect(popup.get_by_label("API key")).to_be_visible()
+    expect(popup.get_by_label("API key", exact=True)).to_be_visible()
     first_page = popup.url
     open_partner_options = {"connectUrl": second["connectUrl"], "token": second["token"],
                             "pollInterval": 200}
@@ -328,6 +332,7 @@ def test_redirect_mode_error(stack: Stack, page: Page) -> None:
                         errorRedirectUri=f"{stack.partner}/failed")
     page.goto(answer["connectUrl"])
     fill_and_submit(page)
+    page.locator("[data-give-up]").click()  # after the failed attempt, the user stops
     page.wait_for_url(f"{stack.partner}/failed?**")
     query = query_of(page.url)
     assert query == {"sessionId": answer["sessionId"], "status": "error",
@@ -389,6 +394,6 @@ def test_csp_blocks_injected_inline_script(stack: Stack, page: Page) -> None:
     assert ran == "undefined"
     assert any("Content Security Policy" in text for text in violations)
     # …while the page's own script, which carries the nonce, runs.
-    field = page.get_by_label("API key")
+    field = page.get_by_label("API key", exact=True)
     page.get_by_role("button", name="Show").click()
     expect(field).to_have_attribute("type", "text")

@@ -94,14 +94,19 @@ def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
             delete_keys(redis_url, prefix)
 
 
-def connect(live: Live, *, request_id: str) -> tuple[dict[str, Any], httpx.Response]:
-    """Mint, open and submit a SECRET_TEXT form; the submit carries `request_id`."""
+def connect(live: Live, *, request_id: str, refused: bool = False
+            ) -> tuple[dict[str, Any], httpx.Response]:
+    """Mint, open and submit a SECRET_TEXT form; the submit carries `request_id`. A
+    `refused` one is a failed attempt (a 303 to the page that offers a retry), and the
+    user then stops, which ends the session (and sends its webhook)."""
     with httpx.Client(base_url=live.portal.url, timeout=30) as client:
         answer = mint(client)
         page_path, csrf = open_page(client, answer["token"])
         client.headers["X-Request-ID"] = request_id
         response = submit(client, page_path, csrf, secret_text=TYPED_KEY)
-    assert response.status_code == 200, response.text
+        assert response.status_code == (303 if refused else 200), response.text
+        if refused:
+            submit(client, page_path, csrf, action="give_up")
     return answer, response
 
 
@@ -110,7 +115,7 @@ def test_json_lines_carry_the_request_id_and_no_secret(live: Live) -> None:
     assert answer.headers["x-request-id"] == "submit-ok.1"
     set_mode(live.core_url, mode="reject", status=422, error="Over the connection limit.")
     try:
-        refused, answer = connect(live, request_id="submit-refused_2")
+        refused, answer = connect(live, request_id="submit-refused_2", refused=True)
     finally:
         set_mode(live.core_url, mode="ok")
     assert answer.headers["x-request-id"] == "submit-refused_2"

@@ -80,7 +80,12 @@ def test_failed_session_sends_a_failed_event(
     hooks, url = receiver
     client = make_client(webhook_url=f"{url}/hooks", webhook_secret=SECRET,
                          core_transport=httpx.ASGITransport(app=refusing_core(CORE_API_KEY)))
-    answer = connect(client, externalId="reject-1")
+    answer = mint(client, externalId="reject-1")
+    page_path, csrf = open_page(client, answer["token"])
+    submit(client, page_path, csrf, secret_text=API_KEY_TYPED, opener="1")
+    # A failed attempt the user may retry is no event; giving up ends the session.
+    assert hooks.deliveries == []
+    submit(client, page_path, csrf, action="give_up", opener="1")
     wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
     [event] = hooks.verified
     assert event["type"] == "connect.session.failed"

@@ -9,7 +9,8 @@ submission into one outcome. The flow owns the session's state; a family never m
     SendBrowser   the browser must go elsewhere first (an OAuth provider's sign-in);
                   the family finishes later through its own callback
     FormRejected  the input had errors; nothing changed
-    Refuse        the session cannot go on (no OAuth app): the flow fails it while PENDING
+    Refuse        this attempt cannot go on (no OAuth app after all): the flow records
+                  the failed attempt; the user may try again or choose otherwise
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ class AuthFamily(Protocol):
     def form_action_sources(self, option: AuthOption) -> tuple[str, ...]:
         """Where the page's form may lead besides this portal and the partner's redirect
         URIs (an OAuth provider's sign-in origin); CSP `form-action` allows exactly these."""
+        ...
+
+    def available(self, integration: Integration, option: AuthOption, *,
+                  oauth_app_mode: str | None, oauth_app_id: str | None) -> bool:
+        """Whether `option` can work for a session minted with these app choices, as far
+        as the portal knows without asking anyone (an OAuth option needs an app): options
+        that cannot are never offered, and a token that names only such options is refused."""
         ...
 
     async def submit(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from portal.auth.family import AuthFamily
-from portal.catalog import AuthOption, AuthType
+from portal.catalog import AuthOption, AuthType, Integration
 
 
 class AuthRegistry:
@@ -26,6 +26,12 @@ class AuthRegistry:
 
     def runs(self, option: AuthOption) -> bool:
         return option.type in self._families
+
+    def available(self, integration: Integration, option: AuthOption, *,
+                  oauth_app_mode: str | None, oauth_app_id: str | None) -> bool:
+        """An option this portal runs and that can work with these app choices."""
+        return self.runs(option) and self.family_for(option).available(
+            integration, option, oauth_app_mode=oauth_app_mode, oauth_app_id=oauth_app_id)
 
     def family_for(self, option: AuthOption) -> AuthFamily:
         return self._families[option.type]

@@ -221,6 +221,9 @@ class OAuthOption(_Option):
     auth_url: Text
     token_url: Text
     scope: str = pydantic.Field("", description="Exactly as the provider expects it.")
+    scope_descriptions: dict[str, Text] = pydantic.Field(default_factory=dict, description=(
+        "What each scope lets the app do, in plain words for the end user (\"Read your "
+        "calendar\"), keyed by a scope named in `scope`; the sign-in page lists them."))
     pkce: bool = True
     authorization_method: Literal["HEADER", "BODY"] = "BODY"
     extra_params: dict[str, str] = pydantic.Field(default_factory=dict)

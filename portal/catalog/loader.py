@@ -422,8 +422,14 @@ def _oauth(entry: document.OAuthOption, where: str, props: tuple[Field, ...]) ->
         raise CatalogError(f"{where}: extraParams: {sorted(reserved)[0]} is set by the portal")
     if entry.issuer is not None:
         _oauth_url(entry.issuer, f"{where}: issuer", props, entry.customer_app_only)
+    scopes = [word for word in re.split(r"[\s,]+", entry.scope) if word]
+    unknown = sorted(set(entry.scope_descriptions) - set(scopes))
+    if unknown:
+        raise CatalogError(f"{where}: scopeDescriptions: {unknown[0]!r} is not in scope")
     return OAuthSettings(
         auth_url=entry.auth_url, token_url=entry.token_url, scope=entry.scope.strip(),
+        scope_descriptions=tuple((word, entry.scope_descriptions[word]) for word in scopes
+                                 if word in entry.scope_descriptions),
         pkce=entry.pkce, authorization_method=entry.authorization_method,
         extra_params=tuple(entry.extra_params.items()), issuer=entry.issuer,
         iss_parameter_supported=entry.iss_parameter_supported,

@@ -132,6 +132,8 @@ class OAuthSettings:
     auth_url: str
     token_url: str
     scope: str = ""
+    # Plain words for the scopes that have them, in the order of `scope`.
+    scope_descriptions: tuple[tuple[str, str], ...] = ()
     pkce: bool = True
     authorization_method: str = "BODY"  # HEADER: client credentials as HTTP basic auth
     extra_params: tuple[tuple[str, str], ...] = ()

@@ -48,9 +48,12 @@ def create_partner_app(*, portal_url: str, portal_api_key: str, integrations: li
             # Used only when the popup is blocked and connect.js falls back to a redirect.
             "successRedirectUri": f"{partner_url}/",
             "errorRedirectUri": f"{partner_url}/",
+            # Who asks, on every page of the portal (issue 11's brand and context).
+            "partnerName": "Demo partner app",
         }
-        if form.get("integrationName"):
-            body["integrationName"] = str(form["integrationName"])
+        for field in ("integrationName", "locale", "theme"):
+            if form.get(field):
+                body[field] = str(form[field])
         async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
             answer = await client.post(
                 "/api/v1/connect/token", json=body,

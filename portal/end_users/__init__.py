@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from portal.catalog import Catalog
-from portal.connect_request import MAX_ID_LENGTH, OptionalId, field_errors
+from portal.connect_request import LOCALES, MAX_ID_LENGTH, Locale, OptionalId, field_errors
 from portal.core_api import CoreApiClient, DeliveryFailed, EndUser
 from portal.end_users.invites import Invite, Invites
 from portal.end_users.links import (
@@ -97,6 +97,9 @@ class InviteRequest(LinkRequest):
     """The body of `POST /api/v1/end-users/{id}/invite`."""
 
     email: Email
+    locale: Locale | None = pydantic.Field(
+        None, description="Language of the email: one of " + ", ".join(LOCALES) + " (default "
+        "en). Portal extension.")
 
 
 Request = TypeVar("Request", bound=LinkRequest)
@@ -173,7 +176,8 @@ class EndUserApi:
         message = self.invites.mail.message(
             to=request.email, display_name=end_user.display_name, link_url=issued.url,
             link=issued.link,
-            integration_title=integration.display_name if integration else None)
+            integration_title=integration.display_name if integration else None,
+            locale=request.locale)
         invite = Invite(id=Invites.new_id(), email=request.email,
                         expires_at=issued.link.expires_at)
         try:

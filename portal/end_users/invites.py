@@ -22,18 +22,18 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 import jinja2
-import redis.asyncio as aioredis
 from limits import RateLimitItemPerHour
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
+from portal import i18n
 from portal.end_users.links import EndUserLink
 from portal.mail import Mailer, SmtpTarget
 from portal.resources import templates_dir
-from portal.sessions import iso8601
 from portal.settings import Settings
 from portal.store import StoreUnavailable
+from portal.store.client import RedisClient
 from portal.store.limits_storage import limits_storage
 
 logger = logging.getLogger("portal.invites")
@@ -49,7 +49,7 @@ class InviteLimiter:
         self._clock = clock
 
     @classmethod
-    def open(cls, per_hour: int, *, redis: aioredis.Redis | None, prefix: str) -> InviteLimiter:
+    def open(cls, per_hour: int, *, redis: RedisClient | None, prefix: str) -> InviteLimiter:
         """In Redis on `redis`'s pool (the stores' client, portal/store/stores.py) under
         `prefix`, or in this process without it."""
         return cls(per_hour, limits_storage(redis, key_prefix=f"{prefix}invite-limit"))
@@ -85,17 +85,27 @@ class InviteMail:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        i18n.install(self._templates)
 
     def subject(self) -> str:
-        return f"{self.brand_name} invites you to connect your accounts"
+        """In the language `i18n.activated()` sets (English outside)."""
+        return i18n.gettext("%(brand)s invites you to connect your accounts") % {
+            "brand": self.brand_name}
 
     def message(self, *, to: str, display_name: str, link_url: str,
-                link: EndUserLink, integration_title: str | None) -> EmailMessage:
+                link: EndUserLink, integration_title: str | None,
+                locale: str | None = None) -> EmailMessage:
+        with i18n.activated(locale or i18n.DEFAULT_LOCALE):
+            return self._message(to=to, display_name=display_name, link_url=link_url,
+                                 link=link, integration_title=integration_title)
+
+    def _message(self, *, to: str, display_name: str, link_url: str,
+                 link: EndUserLink, integration_title: str | None) -> EmailMessage:
         context = {
             "brand": self.brand_name,
             "name": display_name,
             "url": link_url,
-            "expires_at": iso8601(link.expires_at).replace("T", " ").replace("Z", " UTC"),
+            "expires_at": i18n.format_utc(link.expires_at),
             "integration": integration_title,
         }
         message = EmailMessage()
@@ -118,7 +128,7 @@ class Invites:
         self.mail = mail
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, redis: aioredis.Redis | None) -> Invites:
+    def from_settings(cls, settings: Settings, *, redis: RedisClient | None) -> Invites:
         """PORTAL_SMTP_URL, _FROM, _BRAND_NAME and _INVITE_LIMIT; the limit in Redis on
         `redis` (the stores' client) or, without it, in this process."""
         mailer = None

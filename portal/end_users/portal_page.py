@@ -8,9 +8,11 @@ so a link that expired or was revoked stops working at once (`visit`).
 
 What the page shows and touches is only ever what the link allows: the end user's own
 connections in the link's workspace, for the integrations the link names (all runnable
-catalog entries, or its one). A reconnect or a disconnect names a connection id; it is
-looked up among those connections here, server-side, and anything else is a 404 with
-nothing changed (`owned_connection`).
+catalog entries, or its one). The apps with connections come first, each with its
+connections; the other allowed apps follow a page at a time, searched on the server like
+the picker's (portal/picker.py), so the page weighs the same for any catalog. A
+reconnect or a disconnect names a connection id; it is looked up among those connections
+here, server-side, and anything else is a 404 with nothing changed (`owned_connection`).
 
 Connecting is an ordinary connect session (`ConnectFlow.create_session`) made for the
 end user, which the result page offers to leave back to this page (`return_to`).
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,6 +42,7 @@ from portal.errors import (
     ServiceUnavailable,
 )
 from portal.flow import ConnectFlow, IssuedToken
+from portal.picker import PickerPage, picker_page
 from portal.tokens import BrowserBinding, serializer
 
 T = TypeVar("T")
@@ -75,8 +78,14 @@ class IntegrationRow:
 
 @dataclass(frozen=True)
 class PortalView:
+    """The end user, their connected apps (each with its connections, in catalog order),
+    one page of the allowed apps they have not connected, and whether the link names one
+    app (then there is nothing to search)."""
+
     end_user: EndUser
-    rows: tuple[IntegrationRow, ...]
+    connected: tuple[IntegrationRow, ...]
+    page: PickerPage
+    narrowed: bool
     csrf_token: str
 
 
@@ -137,20 +146,37 @@ class EndUserPortal:
                         origin=origin, fetch_site=fetch_site)
 
     # -- what the page shows ---------------------------------------------------------
-    async def view(self, visit: Visit) -> PortalView:
+    async def view(
+        self,
+        visit: Visit,
+        query: str = "",
+        *,
+        number: int = 1,
+        words_of: Callable[[Integration], str] | None = None,
+    ) -> PortalView:
         end_user = await self.end_user(visit)
         integrations = self.allowed_integrations(visit.link)
         connections = await self.connections(visit)
-        rows = tuple(
+        connected = tuple(
             IntegrationRow(integration=item, connections=tuple(
                 connection for connection in connections
                 if connection.integration_name == item.name))
             for item in integrations
+            if any(connection.integration_name == item.name for connection in connections)
         )
-        # The apps already connected first, then the others, each in catalog order.
-        rows = (tuple(row for row in rows if row.connections)
-                + tuple(row for row in rows if not row.connections))
-        return PortalView(end_user=end_user, rows=rows,
+        taken = {row.integration.name for row in connected}
+        narrowed = visit.link.integration_name is not None
+        if narrowed:
+            query = ""  # one app: nothing to search
+        others = [item.name for item in integrations if item.name not in taken]
+        if others:
+            page = picker_page(self.flow.catalog, self.flow.runnable_options, query,
+                               allowed=others, words_of=words_of, number=number)
+        else:  # an empty `allowed` would mean every app
+            page = PickerPage(query=query, category=None, categories=[], integrations=[],
+                              total=0)
+        return PortalView(end_user=end_user, connected=connected, page=page,
+                          narrowed=narrowed,
                           csrf_token=self.flow.signer.csrf_token(visit.binding))
 
     async def end_user(self, visit: Visit) -> EndUser:

@@ -58,6 +58,12 @@ class Job:
     # A webhook job: the session's record as it was written by the final transition.
     record: Mapping[str, str] | None = None
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """The job's identity over the whole outbox: an id (a Stream entry id) is unique
+        within its shard only, and a session's jobs are all in one shard."""
+        return (self.session_id, self.id)
+
 
 @dataclass(frozen=True)
 class Moved:
@@ -102,7 +108,9 @@ class Outbox(Protocol):
         """Drop a session from the CONNECTING index (it is final or gone)."""
         ...
 
-    async def has_job(self, job_id: str) -> bool: ...
+    async def has_job(self, session_id: str, job_id: str) -> bool:
+        """Whether the job `job_id` of the session is still queued."""
+        ...
 
 
 class SessionStore(Protocol):

@@ -77,7 +77,7 @@ class MemoryOutbox:
     async def forget_connecting(self, session_id: str) -> None:
         self.connecting.pop(session_id, None)
 
-    async def has_job(self, job_id: str) -> bool:
+    async def has_job(self, session_id: str, job_id: str) -> bool:
         return job_id in self.jobs
 
 
@@ -128,7 +128,12 @@ class MemorySessionStore:
         current = SessionStatus(record["status"])
         if current not in TRANSITIONS[to] or (only_from is not None and current not in only_from):
             raise TransitionRefused(current)
-        record.update(changes, status=to.value)
+        for name, value in changes.items():
+            if value == "":
+                record.pop(name, None)
+            else:
+                record[name] = value
+        record["status"] = to.value
         queued = []
         for new in jobs:
             job = self.outbox.queue(new, session_id,
@@ -141,7 +146,7 @@ class MemorySessionStore:
             self._records[session_id] = (self._clock() + keep_for, record)
         if to is SessionStatus.CONNECTING:
             self.outbox.connecting.setdefault(session_id, now)
-        elif to.is_final:
+        else:
             self.outbox.connecting.pop(session_id, None)
         if settles is not None:
             self.outbox.jobs.pop(settles.id, None)

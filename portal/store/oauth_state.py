@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from portal.store import StoreUnavailable
+from portal.store.client import REDIS_ERRORS, RedisClient
 
 
 class OAuthStateStore(Protocol):
@@ -29,7 +27,7 @@ class RedisOAuthStateStore:
     """On the process's one Redis client, shared with the session store
     (portal/store/stores.py)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
 
@@ -39,13 +37,13 @@ class RedisOAuthStateStore:
     async def put(self, key: str, value: str, *, ttl: int) -> None:
         try:
             await self._redis.set(self.key(key), value, ex=ttl, nx=True)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def take(self, key: str) -> str | None:
         try:
             value = await self._redis.getdel(self.key(key))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         return value if isinstance(value, str) else None
 

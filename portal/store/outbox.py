@@ -1,19 +1,22 @@
-"""The outbox in Redis: one Stream of jobs with one consumer group, read by every process.
+"""The outbox in Redis: Streams of jobs with one consumer group, read by every process.
 
-    {prefix}outbox             the Stream: one entry per job (kind, sealed payload,
-                               session id, when it was queued; a webhook job also the
-                               session's final record)
-    {prefix}outbox:due         hash: job id → "<not before, ms> <attempts>" once put off
-    {prefix}connecting         sorted set: CONNECTING session id → when it became so
+The outbox is one shard on one Redis, or several (a Redis Cluster; portal/store/keys.py
+names the keys). Each shard is:
 
-A job enters the group's pending-entries list at once, leased to the process that queued
-it (`XCLAIM … FORCE` in the same script that moved the session, portal/store/redis.py),
-so that process tries it first without waiting. Nothing ever reads the group with `>`:
-every later hand-out is `XAUTOCLAIM` of entries idle for longer than the lease. Putting a
-job off sets its idle time so that it passes the lease exactly when the next try is due
-(`XCLAIM … IDLE`); a pause longer than the lease is kept in the `due` hash and the job is
-put back each time it comes up early. A process that dies holding jobs simply stops
-touching them, and they come up for any other process once the lease has run out.
+    a Stream                   one entry per job (kind, sealed payload, session id, when
+                               it was queued; a webhook job also the session's final record)
+    its due hash               job id → "<not before, ms> <attempts>" once put off
+    a CONNECTING index         sorted set: CONNECTING session id → when it became so
+
+A job goes to the shard of its session. It enters the group's pending-entries list at
+once, leased to the process that queued it (`XCLAIM … FORCE` in the same script that moved
+the session, portal/store/redis.py), so that process tries it first without waiting.
+Nothing ever reads the group with `>`: every later hand-out is `XAUTOCLAIM` of entries
+idle for longer than the lease. Putting a job off sets its idle time so that it passes the
+lease exactly when the next try is due (`XCLAIM … IDLE`); a pause longer than the lease is
+kept in the `due` hash and the job is put back each time it comes up early. A process that
+dies holding jobs simply stops touching them, and they come up for any other process once
+the lease has run out. Workers go over every shard, starting each round at the next one.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from portal.store import Job, JobKind, OutboxDepth, StoreUnavailable
+from portal.store.client import REDIS_ERRORS, RedisClient
+from portal.store.keys import KeyLayout
 
 GROUP = "delivery"
 
@@ -71,91 +75,101 @@ return 1
 """
 
 
-def stream_key(prefix: str) -> str:
-    return f"{prefix}outbox"
-
-
-def due_key(prefix: str) -> str:
-    return f"{prefix}outbox:due"
-
-
-def connecting_key(prefix: str) -> str:
-    return f"{prefix}connecting"
-
-
 class RedisOutbox:
-    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, keys: KeyLayout) -> None:
         self._redis = client
-        self._stream = stream_key(prefix)
-        self._due_hash = due_key(prefix)
-        self._connecting = connecting_key(prefix)
+        self._keys = keys
         self._due = client.register_script(_DUE)
         self._later = client.register_script(_LATER)
-        self._cursor = "0-0"
+        self._cursors = ["0-0"] * keys.shards
+        self._first = 0  # the shard the next `due` asks first
 
     async def due(self, consumer: str, *, lease: float, now: float, count: int) -> list[Job]:
-        try:
-            result: list[Any] = await self._due(
-                keys=[self._stream, self._due_hash],
-                args=[GROUP, consumer, int(lease * 1000), count, int(now * 1000), self._cursor])
-        except RedisError as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
-        self._cursor = result[0]
-        return [job_of(entry_id, fields, attempts) for entry_id, fields, attempts in result[1:]]
+        jobs: list[Job] = []
+        shards = self._keys.shards
+        first, self._first = self._first, (self._first + 1) % shards
+        for shard in [(first + step) % shards for step in range(shards)]:
+            if len(jobs) >= count:
+                break
+            try:
+                result: list[Any] = await self._due(
+                    keys=[self._keys.stream(shard), self._keys.due(shard)],
+                    args=[GROUP, consumer, int(lease * 1000), count - len(jobs),
+                          int(now * 1000), self._cursors[shard]])
+            except REDIS_ERRORS as exc:
+                raise StoreUnavailable(type(exc).__name__) from None
+            self._cursors[shard] = result[0]
+            jobs += [job_of(entry_id, fields, attempts)
+                     for entry_id, fields, attempts in result[1:]]
+        return jobs
 
     async def later(self, job: Job, consumer: str, *, not_before: float, lease: float,
                     now: float) -> None:
         idle = max(0.0, lease - max(0.0, not_before - now))
+        shard = self._keys.shard_of(job.session_id)
         try:
-            await self._later(keys=[self._stream, self._due_hash],
+            await self._later(keys=[self._keys.stream(shard), self._keys.due(shard)],
                               args=[GROUP, consumer, job.id, int(not_before * 1000),
                                     int(idle * 1000)])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def done(self, job: Job) -> None:
+        shard = self._keys.shard_of(job.session_id)
+        stream, due = self._keys.stream(shard), self._keys.due(shard)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._stream, GROUP, job.id)
-                pipe.xdel(self._stream, job.id)
-                pipe.hdel(self._due_hash, job.id)
+                pipe.xack(stream, GROUP, job.id)
+                pipe.xdel(stream, job.id)
+                pipe.hdel(due, job.id)
                 await pipe.execute()
         except ResponseError:
             pass  # no group: the stream is gone, and the job with it
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def depth(self, *, now: float) -> OutboxDepth:
+        """Jobs in every shard, and the age of the oldest of them (one round trip per
+        Redis node)."""
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xlen(self._stream)
-                pipe.xrange(self._stream, count=1)
-                length, first = await pipe.execute()
-        except RedisError as exc:
+                for shard in range(self._keys.shards):
+                    pipe.xlen(self._keys.stream(shard))
+                    pipe.xrange(self._keys.stream(shard), count=1)
+                answers = await pipe.execute()
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
-        oldest = max(0.0, now - float(first[0][1]["at"])) if first else 0.0
-        return OutboxDepth(jobs=int(length), oldest_age=oldest)
+        lengths, firsts = answers[::2], answers[1::2]
+        queued = [float(first[0][1]["at"]) for first in firsts if first]
+        oldest = max(0.0, now - min(queued)) if queued else 0.0
+        return OutboxDepth(jobs=sum(int(length) for length in lengths), oldest_age=oldest)
 
     async def connecting_since(self, before: float, *, count: int) -> list[str]:
         try:
-            ids = await self._redis.zrangebyscore(
-                self._connecting, "-inf", before, start=0, num=count)
-        except RedisError as exc:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in range(self._keys.shards):
+                    pipe.zrangebyscore(self._keys.connecting(shard), "-inf", before,
+                                       start=0, num=count, withscores=True)
+                answers = await pipe.execute()
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
-        return [str(item) for item in ids]
+        oldest = sorted((since, str(item)) for answer in answers for item, since in answer)
+        return [session_id for _, session_id in oldest[:count]]
 
     async def forget_connecting(self, session_id: str) -> None:
         try:
-            await self._redis.zrem(self._connecting, session_id)
-        except RedisError as exc:
+            await self._redis.zrem(
+                self._keys.connecting(self._keys.shard_of(session_id)), session_id)
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
-    async def has_job(self, job_id: str) -> bool:
+    async def has_job(self, session_id: str, job_id: str) -> bool:
+        stream = self._keys.stream(self._keys.shard_of(session_id))
         try:
-            return bool(await self._redis.xrange(self._stream, job_id, job_id))
+            return bool(await self._redis.xrange(stream, job_id, job_id))
         except ResponseError:
             return False  # not a stream entry id
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
 

@@ -12,9 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from portal.sessions import CLAIM_FIELD, TRANSITIONS, ConnectSession, SessionStatus
 from portal.store import (
     Job,
@@ -24,17 +21,14 @@ from portal.store import (
     StoreUnavailable,
     TransitionRefused,
 )
-from portal.store.outbox import (
-    GROUP,
-    RedisOutbox,
-    connecting_key,
-    due_key,
-    stream_key,
-)
+from portal.store.client import REDIS_ERRORS, RedisClient
+from portal.store.keys import KeyLayout
+from portal.store.outbox import GROUP, RedisOutbox
 
-# KEYS[1] the session, KEYS[2] the outbox stream, KEYS[3] its due hash, KEYS[4] the index
-# of CONNECTING sessions. ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a
-# JSON object of the fields to write (status included), ARGV[3] the new time to live in
+# KEYS[1] the session, KEYS[2] the outbox stream of its shard, KEYS[3] its due hash,
+# KEYS[4] its index of CONNECTING sessions (one hash slot: portal/store/keys.py).
+# ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a JSON object of the
+# fields to write (status included; "" removes one), ARGV[3] the new time to live in
 # seconds (0: keep it), ARGV[4] the id of the job this settles (or ""), ARGV[5] the
 # consumer new jobs are leased to, ARGV[6] a JSON list of new jobs [kind, sealed], ARGV[7]
 # now (seconds), ARGV[8] the group. Returns {0} when missing, {1, current} when refused,
@@ -48,7 +42,9 @@ for _, status in ipairs(cjson.decode(ARGV[1])) do
   if status == record['status'] then allowed = true break end
 end
 if not allowed then return {1, record['status']} end
-for name, value in pairs(cjson.decode(ARGV[2])) do record[name] = value end
+for name, value in pairs(cjson.decode(ARGV[2])) do
+  if value == '' then record[name] = nil else record[name] = value end
+end
 local jobs = cjson.decode(ARGV[6])
 local ids = {}
 if #jobs > 0 then
@@ -74,7 +70,7 @@ end
 local status = record['status']
 if status == 'CONNECTING' then
   redis.call('ZADD', KEYS[4], 'NX', ARGV[7], record['id'])
-elseif status == 'COMPLETED' or status == 'FAILED' then
+else
   redis.call('ZREM', KEYS[4], record['id'])
 end
 if ARGV[4] ~= '' then
@@ -106,28 +102,28 @@ return 2
 
 
 class RedisSessionStore:
-    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, keys: KeyLayout,
+                 description: str = "Redis") -> None:
         self._redis = client
-        self._prefix = prefix
+        self._keys = keys
         self._move = client.register_script(_MOVE)
         self._claim = client.register_script(_CLAIM)
-        self._outbox_keys = [stream_key(prefix), due_key(prefix), connecting_key(prefix)]
-        self.outbox = RedisOutbox(client, prefix=prefix)
-        self.description = "Redis"
+        self.outbox = RedisOutbox(client, keys=keys)
+        self.description = description
 
     def key(self, session_id: str) -> str:
-        return f"{self._prefix}session:{session_id}"
+        return self._keys.session(session_id)
 
     async def create(self, session: ConnectSession, *, ttl: int) -> None:
         try:
             await self._redis.set(self.key(session.id), _encode(session.to_record()), ex=ttl)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def get(self, session_id: str) -> ConnectSession | None:
         try:
             raw = await self._redis.get(self.key(session_id))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         return None if raw is None else ConnectSession.from_record(json.loads(raw))
 
@@ -159,12 +155,13 @@ class RedisSessionStore:
                    if only_from is None or status in only_from]
         try:
             result: list[Any] = await self._move(
-                keys=[self.key(session_id), *self._outbox_keys],
+                keys=[self.key(session_id),
+                      *self._keys.shard_keys(self._keys.shard_of(session_id))],
                 args=[_encode(allowed), _encode({**changes, "status": to.value}),
                       keep_for or 0, settles.id if settles else "", consumer,
                       _encode([[job.kind.value, job.sealed] for job in jobs]), now, GROUP],
             )
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         if result[0] == 0:
             raise SessionNotFound(session_id)
@@ -182,7 +179,7 @@ class RedisSessionStore:
     async def claim(self, session_id: str, holder: str) -> bool:
         try:
             result = await self._claim(keys=[self.key(session_id)], args=[CLAIM_FIELD, holder])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         if result == 0:
             raise SessionNotFound(session_id)
@@ -191,7 +188,7 @@ class RedisSessionStore:
     async def ping(self) -> None:
         try:
             await self._redis.ping()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
 

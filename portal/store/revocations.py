@@ -9,7 +9,8 @@ Two kinds of record, each kept only as long as it can matter:
   revoke-all only ever moves the moment forward (a Lua max in Redis), so two revoke-alls
   racing cannot undo each other.
 
-A link is checked with one round trip (`MGET` of both keys). Times are milliseconds since
+A link is checked with one round trip (a pipeline of two GETs; two on a cluster when
+the keys are on two nodes). Times are milliseconds since
 the epoch, as links carry their issue time.
 """
 
@@ -18,10 +19,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from portal.store import StoreUnavailable
+from portal.store.client import REDIS_ERRORS, RedisClient
 
 # Set the end user's "revoked before" to the later of the stored and the given moment,
 # and its TTL to the given one. KEYS[1]: the key; ARGV: moment (ms), TTL (s).
@@ -52,7 +51,7 @@ class RedisRevocationStore:
     (portal/store/stores.py). Every command is safe to send twice (the client retries
     once): a SET of the same value, a max that is already reached, reads."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
         self._move_forward = client.register_script(_MOVE_FORWARD)
@@ -69,21 +68,25 @@ class RedisRevocationStore:
             return  # already expired: refused as such, nothing to keep
         try:
             await self._redis.set(self.link_key(jti), "1", ex=ttl)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def revoke_end_user(self, end_user_id: str, *, before_ms: int, ttl: int) -> None:
         try:
             await self._move_forward(keys=[self.end_user_key(end_user_id)],
                                      args=[before_ms, ttl])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
     async def is_revoked(self, jti: str, end_user_id: str, *, issued_at_ms: int) -> bool:
         try:
-            one, before = await self._redis.mget(
-                [self.link_key(jti), self.end_user_key(end_user_id)])
-        except RedisError as exc:
+            # Two keys in two slots on a cluster: a pipeline, not MGET (one round trip
+            # on one Redis, one per node on a cluster).
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.link_key(jti))
+                pipe.get(self.end_user_key(end_user_id))
+                one, before = await pipe.execute()
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
         if one is not None:
             return True

@@ -12,14 +12,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from portal.settings import SENTINEL_SCHEME, SentinelUrl, parse_sentinel_url
+from portal.settings import (
+    CLUSTER_SCHEME,
+    DEFAULT_CLUSTER_SHARDS,
+    SENTINEL_SCHEME,
+    ClusterUrl,
+    SentinelUrl,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from portal.store import SessionStore
+from portal.store.client import RedisClient
+from portal.store.keys import KeyLayout
 from portal.store.memory import MemorySessionStore
 from portal.store.oauth_state import (
     MemoryOAuthStateStore,
@@ -33,7 +44,8 @@ from portal.store.revocations import (
     RevocationStore,
 )
 
-# Redis connections one process may hold at once, both stores together.
+# Redis connections one process may hold at once, both stores together (on a cluster:
+# to each node).
 MAX_CONNECTIONS = 96
 # Seconds a request waits for a pooled connection while all are busy, before the store
 # answers unavailable (503): a burst beyond the pool queues instead of failing.
@@ -44,7 +56,7 @@ POOL_WAIT = 5
 class Stores:
     sessions: SessionStore
     oauth_states: OAuthStateStore
-    redis: aioredis.Redis | None = None  # the client both stores use, when in Redis
+    redis: RedisClient | None = None  # the client both stores use, when in Redis
     # Revoked end-user links (portal/end_users/links.py), on the same client.
     revocations: RevocationStore = field(default_factory=MemoryRevocationStore)
 
@@ -55,24 +67,32 @@ class Stores:
             await self.redis.aclose()
 
 
-def open_stores(redis_url: str | None, *, prefix: str) -> Stores:
+def open_stores(redis_url: str | None, *, prefix: str,
+                outbox_shards: int | None = None) -> Stores:
     """Both stores, under `prefix` in Redis at `redis_url`, or in this process without it.
 
-    Nothing connects yet: the pool opens a connection when a store first needs one."""
+    The outbox has `outbox_shards` shards (portal/store/keys.py): by default one on one
+    Redis or Sentinel (the key names of before shards), DEFAULT_CLUSTER_SHARDS on a
+    cluster. Nothing connects yet: the pool opens a connection when a store first needs
+    one."""
     if not redis_url:
         return Stores(sessions=MemorySessionStore(), oauth_states=MemoryOAuthStateStore())
     client = redis_client(redis_url)
-    return Stores(sessions=RedisSessionStore(client, prefix=prefix),
+    cluster = isinstance(client, RedisCluster)
+    shards = outbox_shards or (DEFAULT_CLUSTER_SHARDS if cluster else 1)
+    keys = KeyLayout(prefix, shards=shards, tagged=cluster or shards > 1)
+    description = f"Redis Cluster ({shards} outbox shards)" if cluster else "Redis"
+    return Stores(sessions=RedisSessionStore(client, keys=keys, description=description),
                   oauth_states=RedisOAuthStateStore(client, prefix=prefix), redis=client,
                   revocations=RedisRevocationStore(client, prefix=prefix))
 
 
-def redis_client(redis_url: str) -> aioredis.Redis:
+def redis_client(redis_url: str) -> RedisClient:
     """The portal's Redis client (bench/floor.py measures against the same one): at
-    `redis_url`, or at the primary Redis Sentinel names for a redis+sentinel:// URL."""
+    `redis_url`, at the primary Redis Sentinel names for a redis+sentinel:// URL, or a
+    cluster client from the seed nodes of a redis+cluster:// URL."""
     options: dict[str, Any] = {
         "max_connections": MAX_CONNECTIONS,
-        "timeout": POOL_WAIT,
         "decode_responses": True,
         "socket_connect_timeout": 2,
         "socket_timeout": 2,
@@ -80,12 +100,27 @@ def redis_client(redis_url: str) -> aioredis.Redis:
         # Redis is reopened then); one idle longer than this is also PINGed first.
         "health_check_interval": 30,
         "retry": _one_retry(),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
-    if urlsplit(redis_url).scheme == SENTINEL_SCHEME:
+    scheme = urlsplit(redis_url).scheme
+    if scheme == CLUSTER_SCHEME:
+        return _cluster_client(parse_cluster_url(redis_url), options)
+    options |= {"timeout": POOL_WAIT,
+                "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
+    if scheme == SENTINEL_SCHEME:
         return _sentinel_client(parse_sentinel_url(redis_url), options)
     pool = aioredis.BlockingConnectionPool.from_url(redis_url, **options)
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+
+
+def _cluster_client(target: ClusterUrl, options: dict[str, Any]) -> RedisCluster:
+    """redis-py's cluster client: it asks a seed node for the slots and the nodes at the
+    first command, sends each command to the node of its key's slot, follows MOVED and ASK
+    redirections, and learns the slots again after a failover. A node's pool does not
+    wait for a free connection: past `max_connections` busy ones a command fails
+    (MaxConnectionsError), and the store answers unavailable."""
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username, password=target.password, **options)
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):

@@ -11,6 +11,7 @@ from portal.errors import IntegrationNotFound, PortalError, ValidationFailed
 from portal.rate_limits import rate_limits_of
 from portal.resources import openapi_document
 from portal.sessions import SessionLookup, iso8601
+from portal.views.brand import with_checked_logo
 from portal.views.common import (
     backend_key,
     error_response,
@@ -28,6 +29,7 @@ async def create_token(request: Request) -> Response:
     connect_request = parse_connect_request(body, settings=flow.settings, catalog=flow.catalog)
     # A refused request makes nothing, so it is not counted.
     await rate_limits_of(request).check_mint(api_key)
+    connect_request = await with_checked_logo(request, connect_request)
     issued = await flow.create_session(connect_request)
     answer: TokenAnswer = {
         "token": issued.token,

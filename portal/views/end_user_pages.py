@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from portal.catalog.i18n import CatalogTranslations
 from portal.end_users.portal_page import (
     NOTICES,
     PORTAL_COOKIE,
@@ -13,9 +14,12 @@ from portal.end_users.portal_page import (
     EndUserPortal,
     Visit,
 )
+from portal.picker import words_in
 from portal.views.common import flow_of
 from portal.views.pages import MAX_FORM_FIELDS, MAX_FORM_PART, open_session
-from portal.views.render import redirect, render
+from portal.views.render import page_locale, redirect, render
+
+MAX_QUERY_LENGTH = 100
 
 
 def portal_of(request: Request) -> EndUserPortal:
@@ -25,7 +29,9 @@ def portal_of(request: Request) -> EndUserPortal:
 
 async def show_portal(request: Request) -> Response:
     """`GET /connect/portal?token=eut_…` keeps the link in a cookie and drops the token
-    from the address; `GET /connect/portal` shows the end user's connections."""
+    from the address; `GET /connect/portal?q=…&page=…` shows the end user's connections
+    and one page of the apps they can connect (static/picker.js loads the same page as
+    the user types)."""
     portal = portal_of(request)
     if "token" in request.query_params:
         cookie = await portal.open(request.query_params.get("token"))
@@ -41,14 +47,25 @@ async def show_portal(request: Request) -> Response:
         )
         return response
     visit = await portal.visit(request.cookies.get(PORTAL_COOKIE))
-    view = await portal.view(visit)
+    translations: CatalogTranslations | None = getattr(
+        request.app.state, "catalog_translations", None)
+    view = await portal.view(
+        visit, request.query_params.get("q", "")[:MAX_QUERY_LENGTH],
+        number=_page_number(request.query_params.get("page")),
+        words_of=words_in(translations, page_locale(request)))
     notice = request.query_params.get("notice")
     return render(request, "end_user_portal.html", {
         "end_user": view.end_user,
-        "rows": view.rows,
+        "connected": view.connected,
+        "page": view.page,
+        "narrowed": view.narrowed,
         "csrf_token": view.csrf_token,
         "notice": notice if notice in NOTICES else None,
     })
+
+
+def _page_number(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 5 else 1
 
 
 async def connect(request: Request) -> Response:

@@ -10,7 +10,7 @@ from portal.auth.oauth.callback import OAuthCallback
 from portal.auth.oauth.refresh import TokenRefresh
 from portal.return_path import ConnectResult
 from portal.views.common import json_response, read_json, require_api_key
-from portal.views.pages import progress_url, read_bound_form, submit_to_family
+from portal.views.pages import next_page_url, read_bound_form, submit_to_family
 from portal.views.render import redirect
 
 
@@ -27,9 +27,9 @@ async def callback(request: Request) -> Response:
     cookie = request.cookies.get(oauth.family.states.cookie_name)
     finished = await oauth.finish(params, cookie)
     if finished.result is None:
-        # This answer changed nothing (another callback of the session got there first):
-        # the session's page shows "Finishing your connection…" or the result that
-        # callback reached.
+        # A failed attempt the user may retry, or an answer that changed nothing (another
+        # callback of the session got there first): the session's page shows what to do
+        # next, "Finishing your connection…", or the result.
         return redirect(f"/connect/s/{finished.session_id}")
     return _finish_response(request, finished.result, finished.opener)
 
@@ -41,7 +41,7 @@ def _finish_response(request: Request, result: ConnectResult, opener: bool) -> R
     # URL, or "Finishing your connection…" until there is one.
     if result.session.status.is_final:
         return redirect(f"/connect/s/{result.session.id}")
-    return redirect(progress_url(result.session.id, opener))
+    return redirect(next_page_url(result.session, opener))
 
 
 async def refresh(request: Request) -> Response:

@@ -5,19 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from portal.auth.family import FormRejected, SendBrowser, Submission
+from portal.catalog.i18n import CatalogTranslations
 from portal.csrf import check_form_post
 from portal.errors import SessionClosed
 from portal.flow import RESULT_RETENTION, ConnectFlow
+from portal.middleware import allow_form_action
+from portal.picker import words_in
 from portal.rate_limits import rate_limits_of
 from portal.return_path import ConnectResult
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import MAX_TOKEN_TTL
 from portal.tokens import BrowserBinding
 from portal.views.common import flow_of
-from portal.views.render import redirect, render, render_option_page, render_result
+from portal.views.render import (
+    page_locale,
+    redirect,
+    render,
+    render_option_page,
+    render_result,
+)
 
 BINDING_COOKIE = "portal_binding"
 # Site-wide, so that it reaches `GET /connect` (the binding cookie only reaches its
@@ -63,7 +72,9 @@ async def open_session(request: Request, flow: ConnectFlow, token: object) -> Re
     response.set_cookie(
         BINDING_COOKIE,
         cookie,
-        max_age=max(60, session.expires_at - int(flow.clock())),
+        # Outlives the link, so that a page opened after it expired says so (rather than
+        # "open the link in this browser") and a result stays readable.
+        max_age=max(60, session.expires_at - int(flow.clock())) + RESULT_RETENTION,
         path=f"/connect/s/{session.id}",
         secure=flow.settings.secure_cookies,
         httponly=True,
@@ -87,6 +98,8 @@ async def show_session(request: Request) -> Response:
         return render(request, "connecting.html",
                       {"session": session, "refresh_seconds": CONNECTING_REFRESH},
                       status_code=409)
+    if session.error_code is not None:
+        return render_attempt_failed(request, flow, session, csrf)
     if session.integration_name is None:
         return render_picker(request, flow, session, csrf)
     integration = flow.integration_of(session)
@@ -94,6 +107,16 @@ async def show_session(request: Request) -> Response:
     if flow.auth_option(session, integration) is None:
         return render_auth_methods(request, flow, session, csrf)
     return render_option_page(request, flow, session, csrf, FormRejected(errors={}, values={}))
+
+
+async def session_status(request: Request) -> Response:
+    """`GET /connect/s/{id}/status`: where this browser's session is, for the form's
+    progress words (static/progress.js). Nothing but the status."""
+    flow = flow_of(request)
+    session, _ = await flow.bound_session(
+        request.path_params["session_id"], request.cookies.get(BINDING_COOKIE)
+    )
+    return JSONResponse({"status": session.status.value}, headers={"Cache-Control": "no-store"})
 
 
 async def read_bound_form(
@@ -125,12 +148,15 @@ async def submit_session(request: Request) -> Response:
     flow = flow_of(request)
     session, binding, form = await read_bound_form(request)
 
-    if form.get("action") == "choose":
+    action = form.get("action")
+    if action == "choose":
         await flow.choose_integration(session, form.get("integration"))
         return redirect(f"/connect/s/{session.id}")
-    if form.get("action") == "auth_method":
+    if action == "auth_method":
         await flow.choose_auth_method(session, form.get("auth_method"))
         return redirect(f"/connect/s/{session.id}")
+    if action in {"back", "try_again", "give_up"}:
+        return await _step(request, session, action, opener=form.get("opener") == "1")
 
     return await submit_to_family(request, session, binding, form, on_result=_show_result)
 
@@ -170,12 +196,37 @@ async def submit_to_family(
     return on_result(request, outcome, opener)
 
 
+async def _step(request: Request, session: ConnectSession, action: str, *,
+                opener: bool) -> Response:
+    """Back, Try again, Close: the ways forward every page offers. A step the session has
+    already moved past (a second tab, a double click) shows where the session is now."""
+    flow = flow_of(request)
+    try:
+        if action == "back":
+            await flow.go_back(session)
+        elif action == "try_again":
+            await flow.try_again(session)
+        else:
+            return _show_result(request, await flow.give_up(session), opener)
+    except SessionClosed:
+        pass
+    return redirect(f"/connect/s/{session.id}")
+
+
 def _show_result(request: Request, result: ConnectResult, opener: bool) -> Response:
     if not result.session.status.is_final:
-        return redirect(progress_url(result.session.id, opener))
+        return redirect(next_page_url(result.session, opener))
     if result.redirect_url and not opener:
         return redirect(result.redirect_url)
     return render_result(request, result)
+
+
+def next_page_url(session: ConnectSession, opener: bool) -> str:
+    """Where a session that is not final goes on: its page (a failed attempt shows what to
+    do next there), or the progress page while it is CONNECTING."""
+    if session.status is SessionStatus.CONNECTING:
+        return progress_url(session.id, opener)
+    return f"/connect/s/{session.id}"
 
 
 def progress_url(session_id: str, opener: bool) -> str:
@@ -207,12 +258,21 @@ def render_picker(
     request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
 ) -> Response:
     query = request.query_params.get("q", "")[:100]
-    page = flow.picker(query, request.query_params.get("category") or None)
+    translations: CatalogTranslations | None = getattr(
+        request.app.state, "catalog_translations", None)
+    # The search finds an app by its words in the page's language too.
+    page = flow.picker(session, query, request.query_params.get("category") or None,
+                       number=_page_number(request.query_params.get("page")),
+                       words_of=words_in(translations, page_locale(request, session)))
     return render(request, "picker.html", {
         "session": session,
         "csrf_token": csrf,
         "page": page,
     })
+
+
+def _page_number(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 5 else 1
 
 
 def render_auth_methods(
@@ -224,5 +284,25 @@ def render_auth_methods(
         "session": session,
         "csrf_token": csrf,
         "integration": integration,
-        "options": flow.runnable_options(integration),
+        "options": flow.options_for(session, integration),
+        "can_go_back": flow.can_go_back(session),
+    })
+
+
+def render_attempt_failed(
+    request: Request, flow: ConnectFlow, session: ConnectSession, csrf: str
+) -> Response:
+    """A failed attempt of a session the user can still finish: what happened, in plain
+    words, and the ways forward (try again, choose another way or app, give up)."""
+    integration = flow.integration_of(session)
+    # "Stop" answers with a 303 to the partner's error redirect URI: CSP form-action.
+    allow_form_action(request.state, *flow.returns.redirect_origins(session))
+    return render(request, "attempt_failed.html", {
+        "session": session,
+        "csrf_token": csrf,
+        "integration": integration,
+        "failure": session.error_code,
+        "can_go_back": flow.can_go_back(session),
+        "back_to_picker": bool(session.chose_integration and not session.chose_auth_method),
+        "partner_redirect": bool(session.error_redirect_uri),
     })

@@ -8,7 +8,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from portal import i18n
 from portal.auth.family import FormRejected
+from portal.brand import brand_for
+from portal.catalog.i18n import CatalogTranslations
 from portal.errors import PortalError
 from portal.flow import ConnectFlow
 from portal.middleware import allow_form_action
@@ -47,6 +50,7 @@ def render_option_page(
         "values": rejected.values,
         "notice": rejected.notice,
         "typed": typed,
+        "can_go_back": flow.can_go_back(session),
         **family.page_context(option),
     }, status_code=status_code)
 
@@ -58,11 +62,14 @@ def render_result(request: Request, result: ConnectResult) -> Response:
         "result": result,
         "payload_json": json.dumps(payload).replace("<", "\\u003c"),
     }
-    if result.session.account_changed:
-        # The warning names the app: a reconnect signed in to another account.
-        flow: ConnectFlow = request.app.state.flow
-        integration = flow.catalog.get(result.session.integration_name or "")
-        context["app_name"] = integration.display_name if integration else "app"
+    if result.message.get("status") == "success":
+        # Success names what was connected.
+        connected = request.app.state.flow.catalog.get(result.session.integration_name or "")
+        context["connected_app"] = connected.display_name if connected else None
+    # The page names the app (success, a failure, a reconnect's account warning).
+    flow: ConnectFlow = request.app.state.flow
+    integration = flow.catalog.get(result.session.integration_name or "")
+    context["app_name"] = integration.display_name if integration else None
     return render(request, "result.html", context)
 
 
@@ -76,11 +83,45 @@ def render_error(request: Request, exc: PortalError) -> Response:
 def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
-    response: Response = request.app.state.templates.TemplateResponse(
-        request, template, context, status_code=status_code
-    )
+    # A theme the token forces ("light" or "dark"); "auto" follows the browser's setting.
+    theme = getattr(context.get("session"), "theme", None)
+    if theme in ("light", "dark"):
+        context = {"theme": theme, **context}
+    if "brand" not in context:
+        context["brand"] = brand_for(context.get("session"), request.app.state.settings)
+    locale = page_locale(request, context.get("session"))
+    with i18n.activated(locale):
+        response: Response = request.app.state.templates.TemplateResponse(
+            request, template, localized(request, context, locale), status_code=status_code
+        )
     response.headers["cache-control"] = "no-store"
+    response.headers["content-language"] = locale
     return response
+
+
+def page_locale(request: Request, session: Any = None) -> str:
+    """The session's `locale` (a token field) when it has one, else the browser's."""
+    return i18n.negotiate(getattr(session, "locale", None),
+                          request.headers.get("accept-language"))
+
+
+# The context entries that are catalog objects: shown in the page's language.
+_CATALOG_ENTRIES = ("integration", "option", "options")
+
+
+def localized(request: Request, context: dict[str, Any], locale: str) -> dict[str, Any]:
+    translations: CatalogTranslations | None = getattr(
+        request.app.state, "catalog_translations", None)
+    if translations is None or locale == i18n.DEFAULT_LOCALE:
+        return context
+    swapped = dict(context)
+    for key in _CATALOG_ENTRIES:
+        value = context.get(key)
+        if isinstance(value, list | tuple):
+            swapped[key] = type(value)(translations.localized(item, locale) for item in value)
+        elif value is not None:
+            swapped[key] = translations.localized(value, locale)
+    return swapped
 
 
 def redirect(url: str) -> Response:

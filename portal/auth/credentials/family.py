@@ -51,6 +51,10 @@ class CredentialFamily:
     def form_action_sources(self, option: AuthOption) -> tuple[str, ...]:
         return ()
 
+    def available(self, integration: Integration, option: AuthOption, *,
+                  oauth_app_mode: str | None, oauth_app_id: str | None) -> bool:
+        return True
+
     async def submit(
         self,
         session: ConnectSession,

@@ -86,6 +86,13 @@ class OAuthApps:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, ClientApp | None]] = {}
 
+    def platform_app(self, integration_name: str, option: AuthOption) -> ClientApp | None:
+        """The platform's own app for an option, from the portal's configuration."""
+        if option.oauth is None or option.oauth.customer_app_only:
+            return None
+        return (self._platform.get(f"{integration_name}/{option.key}")
+                or self._platform.get(integration_name))
+
     async def app_for(
         self, integration_name: str, option: AuthOption, choice: AppChoice
     ) -> ClientApp | None:
@@ -94,10 +101,7 @@ class OAuthApps:
         Raises delivery.DeliveryFailed when the core API cannot say (nothing is cached then).
         """
         if choice.custom_app_id is None:
-            if option.oauth is None or option.oauth.customer_app_only:
-                return None
-            return (self._platform.get(f"{integration_name}/{option.key}")
-                    or self._platform.get(integration_name))
+            return self.platform_app(integration_name, option)
         key = (integration_name, choice.custom_app_id)
         cached = self._cache.get(key)
         now = self._clock()

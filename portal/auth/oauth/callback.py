@@ -36,7 +36,7 @@ from portal.errors import (
 )
 from portal.flow import ConnectFlow
 from portal.return_path import ConnectResult
-from portal.sessions import ConnectSession
+from portal.sessions import ConnectSession, SessionStatus
 
 logger = logging.getLogger("portal.auth.oauth")
 
@@ -80,6 +80,13 @@ class OAuthCallback:
         option = integration.auth_option(record.option) if integration else None
         if integration is None or option is None or option.oauth is None:
             raise IntegrationNotFound("This integration is no longer available.")
+        if (session.status is SessionStatus.PENDING
+                and (session.integration_name, session.auth_method_key)
+                != (record.integration, record.option)):
+            # The user went back and chose otherwise after this sign-in started.
+            logger.info("session %s: OAuth answer for a choice since undone", session.id)
+            raise OAuthStateInvalid("This sign-in was started for a choice you have since "
+                                    "changed.")
         refusal = self._refusal(params, record, session, integration)
         if refusal is None and session.status.is_final:
             raise SessionClosed(f"This connect session is already {session.status.value.lower()}.",
@@ -104,9 +111,10 @@ class OAuthCallback:
                 redirect_uri=self.family.redirect_uri,
             )
         except ProviderError as exc:
-            session = await self.flow.fail(session, SessionFailure.TOKEN_EXCHANGE_FAILED,
-                                           exc.message)
-            return Finished(self.flow.returns.result(session), record.opener, session.id)
+            failed = await self.flow.attempt_failed(
+                session, SessionFailure.TOKEN_EXCHANGE_FAILED, exc.message,
+                from_status=SessionStatus.CONNECTING)
+            return self._finished(failed, record)
         body = _connection_body(session, option, record, tokens)
         changes = _account_change(session, tokens)
         return Finished(await self.flow.deliver(session, body, changes=changes),
@@ -137,14 +145,19 @@ class OAuthCallback:
         self, record: StateRecord, session: ConnectSession, code: SessionFailure,
         message: str
     ) -> Finished:
-        """Fail the session for an answer that cannot be redeemed, if it is still PENDING;
-        otherwise change nothing and send the browser to the session's page."""
-        failed = await self.flow.fail_if_pending(session, code, message)
+        """A failed attempt for an answer that cannot be redeemed, if the session is still
+        PENDING; otherwise change nothing. Either way the browser goes on to the session's
+        page (which offers to try again) or, once final, to the result."""
+        failed = await self.flow.attempt_failed(session, code, message)
         if failed is None:
             logger.info("session %s: %s answer ignored, the session is no longer pending",
                         session.id, code)
-            return Finished(None, record.opener, session.id)
-        return Finished(self.flow.returns.result(failed), record.opener, session.id)
+        return self._finished(failed, record)
+
+    def _finished(self, session: ConnectSession | None, record: StateRecord) -> Finished:
+        if session is None or not session.status.is_final:
+            return Finished(None, record.opener, record.session_id)
+        return Finished(self.flow.returns.result(session), record.opener, session.id)
 
 
 def _connection_body(

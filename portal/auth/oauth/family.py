@@ -121,6 +121,14 @@ class OAuthFamily:
             return {}, FormRejected(errors=read.errors, values=read.values)
         return read.typed, None
 
+    def available(self, integration: Integration, option: AuthOption, *,
+                  oauth_app_mode: str | None, oauth_app_id: str | None) -> bool:
+        """A customer's app (`oauthAppId`) is looked up at the core API when the user
+        signs in; the platform's must be configured here."""
+        if AppChoice.of(option, oauth_app_mode, oauth_app_id).custom_app_id is not None:
+            return True
+        return self.apps.platform_app(integration.name, option) is not None
+
     async def app_for(
         self, integration: Integration, option: AuthOption, choice: AppChoice
     ) -> ClientApp | None:
