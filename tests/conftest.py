@@ -192,6 +192,15 @@ def mint(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
     return answer
 
 
+def connect_url(portal_url: str, **overrides: Any) -> str:
+    """Mint over real HTTP against a running portal; the link to open in a browser."""
+    response = httpx.post(f"{portal_url}/api/v1/connect/token", headers=AUTH,
+                          json=token_body(**overrides), timeout=10)
+    assert response.status_code == 200, response.text
+    url: str = response.json()["connectUrl"]
+    return url
+
+
 def open_page(client: httpx.Client, token: str) -> tuple[str, str]:
     """Open the connect link as a browser would; return the page path and its CSRF token."""
     opened = client.get("/connect", params={"token": token})

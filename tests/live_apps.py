@@ -25,6 +25,32 @@ from portal.demo.core import create_core_app
 REFUSED_PREFIX = "reject"
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body of an ASGI request."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def external_id_of(body: bytes) -> str:
+    """The `externalId` of a create (or update) body, "" when it has none."""
+    try:
+        return str(json.loads(body).get("externalId", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def replayed(body: bytes) -> Receive:
+    """A `receive` that hands a body already read on to the next app."""
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 def refusing_core(api_key: str) -> ASGIApp:
     """The demo core API, except that it refuses connections whose externalId starts with
     "reject" (422), the way a platform refuses a key it cannot use."""
@@ -34,27 +60,14 @@ def refusing_core(api_key: str) -> ASGIApp:
         if scope["type"] != "http" or scope["method"] != "POST":
             await inner(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        try:
-            external_id = str(json.loads(body).get("externalId", ""))
-        except (ValueError, AttributeError):
-            external_id = ""
+        body = await read_body(receive)
+        external_id = external_id_of(body)
         if external_id.startswith(REFUSED_PREFIX):
             refusal = JSONResponse(
                 {"error": "The platform refused this key.", "code": "VALIDATION_ERROR"}, 422)
             await refusal(scope, receive, send)
             return
-
-        async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await inner(scope, replay, send)
+        await inner(scope, replayed(body), send)
 
     return app
 

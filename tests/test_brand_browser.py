@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from portal.brand import contrast_ratio
 from portal.settings import Settings
-from tests.conftest import AUTH, token_body
+from tests.conftest import connect_url
 from tests.live_servers import bound_socket, server_thread
 from tests.test_brand import LOGO
 
@@ -40,14 +40,6 @@ def portal(settings: Settings, core_app: Starlette, make_app: Any) -> Iterator[s
                    core_transport=httpx.ASGITransport(app=core_app))
     with server_thread(app, sock) as served:
         yield served
-
-
-def connect_url(portal: str, **overrides: Any) -> str:
-    response = httpx.post(f"{portal}/api/v1/connect/token", headers=AUTH,
-                          json=token_body(**overrides), timeout=10)
-    assert response.status_code == 200, response.text
-    url: str = response.json()["connectUrl"]
-    return url
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

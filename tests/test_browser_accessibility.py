@@ -22,11 +22,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal.settings import Settings
 from tests.axe import assert_accessible
 from tests.conftest import AUTH, CORE_API_KEY, token_body
+from tests.live_apps import external_id_of, read_body, replayed
 from tests.live_servers import bound_socket, server_thread, url_of, wait_until
 from tests.test_browser_catalog import WAREHOUSE, tab_to
 from tests.test_browser_end_user_portal import end_user, portal_link
@@ -52,17 +53,8 @@ class CoreStandIn:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PATCH"):
             await self.inner(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        try:
-            external_id = str(json.loads(body).get("externalId", ""))
-        except (ValueError, AttributeError):
-            external_id = ""
+        body = await read_body(receive)
+        external_id = external_id_of(body)
         self.created.append(external_id)
         if external_id.startswith(REFUSED):
             refusal = JSONResponse({"error": "The platform refused this key.",
@@ -72,11 +64,7 @@ class CoreStandIn:
         if external_id.startswith(HELD):
             self.holding.set()
             await asyncio.to_thread(self.release.wait, 30)
-
-        async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.inner(scope, replay, send)
+        await self.inner(scope, replayed(body), send)
 
 
 @dataclass

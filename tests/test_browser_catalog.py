@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from portal.settings import Settings
 from tests.catalog_server import provider_app
-from tests.conftest import AUTH, received, token_body
+from tests.conftest import connect_url, received
 from tests.live_servers import bound_socket, server_thread
 
 pytestmark = pytest.mark.browser
@@ -57,14 +57,6 @@ def portal(settings: Settings, core_app: Starlette, tmp_path: Path, make_app: An
     )
     with server_thread(app, sock) as served:
         yield served
-
-
-def connect_url(portal: str, **overrides: Any) -> str:
-    response = httpx.post(f"{portal}/api/v1/connect/token", headers=AUTH,
-                          json=token_body(**overrides), timeout=10)
-    assert response.status_code == 200, response.text
-    url: str = response.json()["connectUrl"]
-    return url
 
 
 def tab_to(page: Page, element_id: str, *, limit: int = 25) -> None:

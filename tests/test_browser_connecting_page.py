@@ -78,7 +78,9 @@ def test_the_finishing_page_updates_by_itself_without_javascript(
         watching = context.new_page()
         shown = watching.goto(f"{portal}/connect/s/{minted['sessionId']}")
         assert shown is not None and shown.status == 409
-        expect(watching.get_by_role("heading")).to_have_text("Finishing your connection…")
+        expect(watching.get_by_role("heading", name="Finishing your connection…")).to_be_visible()
+        expect(watching.get_by_role("heading", level=1)).to_have_text(
+            "Connect your OpenAI account")  # who asks for what stays on the page
         expect(watching.get_by_role("status")).to_contain_text("updates by itself")
 
         core.release.set()

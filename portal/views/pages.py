@@ -96,7 +96,8 @@ async def show_session(request: Request) -> Response:
     csrf = flow.signer.csrf_token(binding)
     if session.status is SessionStatus.CONNECTING:
         return render(request, "connecting.html",
-                      {"session": session, "refresh_seconds": CONNECTING_REFRESH},
+                      {"session": session, "integration": flow.integration_of(session),
+                       "refresh_seconds": CONNECTING_REFRESH},
                       status_code=409)
     if session.error_code is not None:
         return render_attempt_failed(request, flow, session, csrf)
