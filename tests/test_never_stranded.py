@@ -257,11 +257,11 @@ def test_the_picker_and_the_chooser_offer_only_what_can_work(client: TestClient)
 
 # -- plain words ---------------------------------------------------------------------------
 def test_error_pages_speak_plainly_and_keep_the_code_out_of_the_text(
-    client: TestClient,
+    client: TestClient, make_client: Any,
 ) -> None:
     answer = mint(client)
     page_path, _ = open_page(client, answer["token"])
-    stranger = client.get(page_path, cookies={"portal_binding": "forged"})
+    stranger = make_client().get(page_path)  # another browser, without the binding
     assert stranger.status_code == 403
     assert 'data-error-code="SESSION_NOT_BOUND"' in stranger.text
     text = re.sub(r"<[^>]+>", " ", stranger.text)
