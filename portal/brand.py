@@ -230,24 +230,27 @@ class BrandLogos:
         not copied into every session record and outbox job). None when there is none to
         show: unreachable, not a small PNG/JPEG/WebP/GIF. Never raises for the logo's sake:
         a broken logo must not break the connect flow."""
-        key = logo_key(url)
-        reference = f"{REFERENCE_PREFIX}{key}" if url.startswith("data:") else url
-        if await self.cache.get(key) is not None:
-            return reference
-        logo = logo_of_data_url(url) if url.startswith("data:") else await self._fetch(url)
-        if logo is None:
-            return None
-        await self.cache.put(key, logo, ttl=LOGO_TTL)
-        return reference
+        reference = f"{REFERENCE_PREFIX}{logo_key(url)}" if url.startswith("data:") else url
+        return reference if await self._kept(url) is not None else None
 
     async def logo(self, reference: str) -> Logo | None:
         """The kept logo of a session's `reference`; an https one is fetched again if the
         cache let it go (a data URL's outlives its session: LOGO_TTL)."""
         if reference.startswith(REFERENCE_PREFIX):
             return await self.cache.get(reference.removeprefix(REFERENCE_PREFIX))
-        if await self.remember(reference):
-            return await self.cache.get(logo_key(reference))
-        return None
+        return await self._kept(reference)
+
+    async def _kept(self, url: str) -> Logo | None:
+        """The logo of `url` from the cache, else fetched (or decoded) and kept: one read
+        when it is cached."""
+        key = logo_key(url)
+        kept = await self.cache.get(key)
+        if kept is not None:
+            return kept
+        logo = logo_of_data_url(url) if url.startswith("data:") else await self._fetch(url)
+        if logo is not None:
+            await self.cache.put(key, logo, ttl=LOGO_TTL)
+        return logo
 
     async def _fetch(self, url: str) -> Logo | None:
         try:
