@@ -147,10 +147,12 @@ def make_client(settings: Settings, core_app: Starlette, make_app: Any) -> Itera
         outbound_lookup: Any = None,
         delivery_timing: DeliveryTiming = FAST_DELIVERY,
         start_delivery_worker: bool = True,
+        peer: str = "testclient",
         **overrides: Any,
     ) -> TestClient:
         """A portal on `settings` with `overrides`, through a TestClient. `outbound_lookup`
-        maps made-up host names to addresses for outbound requests."""
+        maps made-up host names to addresses for outbound requests; `peer` is the client
+        address the portal sees."""
         app = make_app(
             replace(settings, **overrides),
             core_transport=core_transport or httpx.ASGITransport(app=core_app),
@@ -158,7 +160,8 @@ def make_client(settings: Settings, core_app: Starlette, make_app: Any) -> Itera
             delivery_timing=delivery_timing,
             start_delivery_worker=start_delivery_worker,
         )
-        client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False)
+        client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False,
+                            client=(peer, 50000))
         client.__enter__()
         clients.append(client)
         return client

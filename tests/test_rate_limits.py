@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from tests.catalog_server import provider_app
 from tests.conftest import (
     API_KEY,
     AUTH,
-    PORTAL_URL,
     SECRET_KEY,
     mint,
     open_page,
@@ -39,24 +37,16 @@ PROXY = "10.0.0.7"
 
 
 @pytest.fixture
-def portal(settings: Settings, core_app: Starlette, make_app: Any) -> Iterator[Any]:
-    """A TestClient factory: a portal on `settings` with `overrides`, whose requests come
-    from the peer address `peer` (a trusted proxy by default)."""
-    clients: list[TestClient] = []
-
+def portal(make_client: Any) -> Any:
+    """A TestClient factory: a portal with `overrides`, whose requests come from the peer
+    address `peer` (a trusted proxy by default)."""
     def make(peer: str = PROXY, **overrides: Any) -> TestClient:
         overrides.setdefault("trusted_proxies", (f"{PROXY}/32",))
-        app = make_app(replace(settings, api_keys=(API_KEY, OTHER_KEY), **overrides),
-                       core_transport=httpx.ASGITransport(app=core_app))
-        client = TestClient(app, base_url=PORTAL_URL, follow_redirects=False,
-                            client=(peer, 40000))
-        client.__enter__()
-        clients.append(client)
+        overrides.setdefault("api_keys", (API_KEY, OTHER_KEY))
+        client: TestClient = make_client(peer=peer, **overrides)
         return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 def from_ip(ip: str) -> dict[str, str]:
