@@ -162,6 +162,7 @@ class _PollingQueueListener(logging.handlers.QueueListener):
 
 _installed: list[logging.Handler] = []
 _listener: logging.handlers.QueueListener | None = None
+_output: logging.Handler | None = None  # what the listener writes to
 
 
 def make_formatter(log_format: str) -> logging.Formatter:
@@ -179,8 +180,9 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
     (a slow disk or a full pipe to a log collector). The listener is stopped, after it
     has written everything queued, when the process exits. Configuring again replaces
     the earlier set-up; a root logger with handlers of someone else's is left alone."""
-    global _listener
+    global _listener, _output
     stop_listener()
+    _output = None
     root = logging.getLogger()
     for old in _installed:
         root.removeHandler(old)
@@ -194,6 +196,7 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
             handler = _RequestQueueHandler(records)
             _listener = _PollingQueueListener(records, output)
             _listener.start()
+            _output = output
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
         root.setLevel(level)
@@ -205,6 +208,25 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
     # python-multipart logs at DEBUG for every field it skips: one line per "&" of a body.
     for name in ("multipart", "python_multipart"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def write_directly() -> None:
+    """Write out what is queued, then have every later record written by the thread that
+    logs it. For a process that is ending: a `serve` worker, once its app has shut down,
+    logs a last line or two and is then ended by the SIGTERM uvicorn re-raises, which
+    runs no exit handler (so `stop_listener` never would)."""
+    global _output
+    output, _output = _output, None
+    if output is None:
+        return
+    stop_listener()
+    root = logging.getLogger()
+    for old in _installed:
+        root.removeHandler(old)
+    _installed.clear()
+    output.addFilter(RequestIdFilter())
+    root.addHandler(output)
+    _installed.append(output)
 
 
 def stop_listener() -> None:

@@ -64,6 +64,10 @@ def test_the_image_runs_unprivileged_and_checks_readiness() -> None:
     final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
     assert re.search(r"^USER portal$", final_stage, re.MULTILINE)
     assert "/readyz" in final_stage.split("HEALTHCHECK", 1)[1].split("\n\n")[0]
-    # Build tools stay in the build stage: the final one only installs wheels.
-    assert "pip wheel" not in final_stage and "apt-get" not in final_stage
+    # Build tools stay in the build stage: the final one installs Debian's python3 (and the
+    # system's authorities) and copies the environment built there, nothing else.
+    installed = re.search(r"apt-get install -y --no-install-recommends \\\n\s+([^\\]+)\\",
+                          final_stage)
+    assert installed and installed.group(1).split() == ["python3", "ca-certificates"]
+    assert "pip " not in final_stage and "COPY --from=build /opt/portal " in final_stage
     assert '"/readyz"' in str(sorted(routes())).replace("'", '"')

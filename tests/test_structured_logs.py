@@ -210,6 +210,31 @@ def test_queued_records_are_all_written_at_exit(tmp_path: Path) -> None:
         f"line {n}" for n in range(2000)]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stopped_server_writes_every_worker_s_last_lines(
+        workers: int, redis_url: str, tmp_path: Path) -> None:
+    """SIGTERM: each worker shuts down, and its last lines reach the log, though uvicorn
+    ends the worker with the signal it caught (no exit handler runs after that)."""
+    sock = bound_socket()
+    prefix = f"test:logs-stop:{uuid.uuid4().hex}:"
+    env = {"PORTAL_PUBLIC_URL": url_of(sock), "PORTAL_SECRET_KEYS": SECRET_KEY,
+           "PORTAL_API_KEYS": API_KEY, "REDIS_URL": redis_url, "PORTAL_REDIS_PREFIX": prefix,
+           "CORE_API_URL": "http://127.0.0.1:9", "CORE_API_KEY": CORE_API_KEY,
+           "PORTAL_LOG_FORMAT": "json", "PORTAL_LOG_LEVEL": "INFO"}
+    server = serve_process("--workers", str(workers), sock=sock, env=env,
+                           log_path=tmp_path / "portal.log")
+    try:
+        with server:
+            httpx.get(f"{server.url}/readyz", timeout=10).raise_for_status()
+    finally:
+        delete_keys(redis_url, prefix)
+    messages = [json.loads(line)["message"] for line in server.log_lines()]
+    assert messages.count("Application startup complete.") == workers
+    assert messages.count("Application shutdown complete.") == workers, messages
+    assert sum(message.startswith("Finished server process") for message in messages) \
+        == workers, messages
+
+
 def test_the_log_format_setting_is_validated() -> None:
     assert Settings.from_env({}).log_format == "text"
     assert Settings.from_env({"PORTAL_LOG_FORMAT": " JSON "}).log_format == "json"
