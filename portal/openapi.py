@@ -197,6 +197,7 @@ OPERATIONS = (
                    "`invalid_grant`)"),
             Answer(401, "Missing or invalid API key (UNAUTHORIZED)"),
             Answer(404, "No such integration (INTEGRATION_NOT_FOUND)"),
+            TOO_LARGE,
             Answer(502, "The provider failed: unreachable, timed out, 5xx, unreadable answer "
                    "or another OAuth error (REFRESH_FAILED with details.reason)"),
             Answer(503, "The core API could not give the customer's OAuth app "

@@ -11,7 +11,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.routing import Route
 
+from portal.app import create_app
+from portal.middleware import BodyLimit
+from portal.resources import openapi_document
+from portal.settings import Settings
 from tests.conftest import API_KEY, AUTH, SECRET_KEY, mint, open_page, session_of
 from tests.live_servers import LOOPBACK, LivePortal, portal_process
 
@@ -138,3 +143,20 @@ def test_bodies_under_the_caps_still_work(portal: LivePortal, browser: httpx.Cli
                       json={"token": "cst_" + "A" * MiB})
     assert poll.status_code == 401
     assert poll.json()["code"] == "INVALID_TOKEN"
+
+
+def test_every_api_route_with_a_body_cap_documents_its_413() -> None:
+    """The contract says which calls can answer 413: every capped /api/ route, no other."""
+    app = create_app(Settings(secret_keys=(SECRET_KEY,), core_api_url="http://core.test",
+                              core_api_key="core-key-0123456789"))
+    capped = {(re.sub(r"\{[^}]*\}", "{}", route.path), method.lower())
+              for route in app.routes
+              if isinstance(route, Route) and route.path.startswith("/api/")
+              for method in (route.methods or set()) - {"HEAD"}
+              if isinstance(route.app, BodyLimit)}
+    assert ("/api/v1/connect/token", "post") in capped
+    documented = {(re.sub(r"\{[^}]*\}", "{}", path), method)
+                  for path, operations in openapi_document()["paths"].items()
+                  for method, operation in operations.items()
+                  if "413" in operation["responses"]}
+    assert documented == capped
