@@ -11,18 +11,21 @@ portal's rate limits lifted), plus the portal as `connect-portal serve --workers
 
     floor     GET /floor/{key} on the floor: one Redis GET, the portal's lookup body
     lookup    GET /api/v1/connect/session/{sessionId} with the API key
-    poll      POST /api/v1/connect/session/poll with the token (a wrk Lua script sends it)
+    poll      POST /api/v1/connect/session/poll with the token (a wrk Lua script sends it):
+              anonymous, as connect.js polls, so counted against the per-IP limit
+    poll-key  the same poll with the API key, as a backend polls (not limited per IP)
     static    GET /page/{size} on the floor: a fixed HTML page the size of the connect page
     page      GET /connect/s/{sessionId} with the browser's cookies: the credential form
     serve-1   lookup on `connect-portal serve --workers 1`
     serve-2   lookup on `connect-portal serve --workers 2`
 
 It reports medians of requests per second, the ratios lookup/floor (target >= 0.9),
-poll/floor (>= 0.85), page/static and serve-2/serve-1 (>= 1.7), prints a table and writes
-everything to .test-run/bench-wrk.json, with the CPU per request of the server, of wrk and
-of Redis. The scheduler places the processes; `--pin` puts wrk on CPU 0 and each one-worker
-server on CPU 1 (`taskset`), which made the figures no steadier here (bench/README.md);
-`serve --workers 2` is never pinned, it needs both CPUs (and shares them with wrk and Redis).
+poll/floor and poll-key/floor (>= 0.85), page/static and serve-2/serve-1 (>= 1.7), prints
+a table and writes everything to .test-run/bench-wrk.json, with the CPU per request of the
+server, of wrk and of Redis. The scheduler places the processes; `--pin` puts wrk on CPU 0
+and each one-worker server on CPU 1 (`taskset`), which made the figures no steadier here
+(bench/README.md); `serve --workers 2` is never pinned, it needs both CPUs (and shares them
+with wrk and Redis).
 
     .venv/bin/python bench/wrk.py [--duration 4] [--warmup 1] [--repeats 3] [--connections 32]
     .venv/bin/python bench/wrk.py --profile    # plus cProfile of floor, lookup, poll, static
@@ -80,7 +83,7 @@ from tests.live_servers import (  # noqa: E402
 )
 
 OUTPUT = REPOSITORY / ".test-run" / "bench-wrk.json"
-TARGETS = {"lookup": 0.9, "poll": 0.85, "serve-2": 1.7}
+TARGETS = {"lookup": 0.9, "poll": 0.85, "poll-key": 0.85, "serve-2": 1.7}
 WRK_MISSING = ("wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu) or build it "
                "from https://github.com/wg/wrk; only this benchmark needs it.")
 WRK_CPU, SERVER_CPU = "0", "1"
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also cProfile the targets of --profile-targets (one more run each)")
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--profile-targets", type=lambda text: text.split(","),
-                        default=["floor", "lookup", "poll", "static", "page"],
+                        default=["floor", "lookup", "poll", "poll-key", "static", "page"],
                         help="comma-separated targets to profile with --profile")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
@@ -446,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
                                 {"Content-Type": "application/json"},
                                 json.dumps({"token": item["token"]})) for item in issued],
                        portal.process.pid),
+                Target("poll-key", "POST /api/v1/connect/session/poll (token + API key)",
+                       portal.url,
+                       [Request("POST", "/api/v1/connect/session/poll",
+                                {"Content-Type": "application/json", **AUTH},
+                                json.dumps({"token": item["token"]})) for item in issued],
+                       portal.process.pid),
                 Target("static", f"GET /page/{page_bytes}: fixed HTML of the page's size",
                        floor.url, [Request("GET", f"/page/{page_bytes}", {})],
                        floor.process.pid),
@@ -492,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
 
     by_name = {target.name: target for target in targets}
-    pairs = [("lookup", "floor"), ("poll", "floor"), ("page", "static")]
+    pairs = [("lookup", "floor"), ("poll", "floor"), ("poll-key", "floor"), ("page", "static")]
     if args.scale_out:
         pairs.append(("serve-2", "serve-1"))
     ratios: dict[str, dict[str, Any]] = {f"{name}/{base}": {

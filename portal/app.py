@@ -12,7 +12,6 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -31,6 +30,7 @@ from portal.auth.registry import AuthRegistry
 from portal.brand import BrandLogos
 from portal.catalog import Catalog, load_catalog
 from portal.catalog.i18n import CatalogTranslations
+from portal.compression import Compression
 from portal.core_api import CoreApiClient
 from portal.delivery import OUTBOX_PURPOSE, Delivery, DeliveryTiming
 from portal.end_users import EndUserApi
@@ -214,13 +214,14 @@ def create_app(
     json_body = body_limit(settings.max_json_body)
     form_body = body_limit(settings.max_form_body)
     app = Starlette(
+        # Tried in order for every request: the hot paths (lookup, poll) come first.
         routes=[
-            Route("/api/v1/connect/token", api.create_token, methods=["POST"],
-                  middleware=json_body),
+            Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
             Route("/api/v1/connect/session/poll", api.poll_session, methods=["POST"],
                   middleware=json_body),
             Route("/api/v1/connect/session/poll", api.poll_preflight, methods=["OPTIONS"]),
-            Route("/api/v1/connect/session/{session_id}", api.get_session, methods=["GET"]),
+            Route("/api/v1/connect/token", api.create_token, methods=["POST"],
+                  middleware=json_body),
             Route("/api/v1/integrations", api.list_integrations, methods=["GET"]),
             Route("/api/v1/openapi.json", api.openapi, methods=["GET"]),
             Route("/connect", pages.open_link, methods=["GET"]),
@@ -262,7 +263,7 @@ def create_app(
             Middleware(PageRateLimit),
             # Inside PortalMiddleware (its headers and access line see the final answer);
             # streamed bodies stay streamed. No HTML: see portal/static_assets.py.
-            Middleware(GZipMiddleware, minimum_size=COMPRESS_MINIMUM_SIZE,
+            Middleware(Compression, minimum_size=COMPRESS_MINIMUM_SIZE,
                        exclude_content_types=COMPRESS_EXCLUDED_TYPES),
         ],
         exception_handlers={

@@ -10,6 +10,7 @@ return path (portal/return_path.py).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -536,8 +537,9 @@ def _closed(status: SessionStatus) -> SessionClosed:
                          details={"status": status.value})
 
 
+# A session id as the portal writes it: str(uuid.uuid4()), lower-case and hyphenated.
+_SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _looks_like_session_id(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    return _SESSION_ID.fullmatch(value) is not None

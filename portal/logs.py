@@ -183,6 +183,15 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
     global _listener, _output
     stop_listener()
     _output = None
+    # No record carries where it was logged from, nor the thread's, process' or task's
+    # name (neither format shows them): gathering them is most of a record's cost, paid on
+    # every request's access line (logging's documented optimisations).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if sys.version_info >= (3, 12):
+        logging.logAsyncioTasks = False
     root = logging.getLogger()
     for old in _installed:
         root.removeHandler(old)

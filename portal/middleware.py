@@ -82,6 +82,18 @@ def logged_path(scope: Scope) -> str:
     return escape_controls(str(scope["path"]))
 
 
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("latin-1")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header `name` (lower case), without building a
+    Headers object: this runs on every request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class PortalMiddleware:
     """What every portal response gets, in one pass over `send`: the security headers
     (CSP with a fresh nonce for each page that runs a script), and one access-log line
@@ -108,7 +120,7 @@ class PortalMiddleware:
         status = 500
         # The request's id: a sane incoming X-Request-ID, else a new one; in every log
         # line of the request (portal.logs), on the answer and on core API calls.
-        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        request_id = request_id_from(_header(scope, _REQUEST_ID_NAME))
         request_id_token = request_id_var.set(request_id)
         id_header = (REQUEST_ID_HEADER.encode("latin-1"), request_id.encode("latin-1"))
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
@@ -146,20 +147,11 @@ class ConnectSession:
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> ConnectSession:
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            if item.name not in record:
-                continue
-            raw = record[item.name]
-            if item.name in _LIST_FIELDS:
-                values[item.name] = json.loads(raw)
-            elif item.name in {"expires_at", "created_at", "finished_at"}:
-                values[item.name] = int(raw)
-            elif item.name == "status":
-                values[item.name] = SessionStatus(raw)
-            else:
-                values[item.name] = raw
-        return cls(**values)
+        """The session a stored record holds (names the session no longer has are left
+        out: a record written by a newer portal still reads). Every lookup and poll
+        decodes one, so each field's conversion is looked up, not worked out."""
+        return cls(**{name: convert(raw) for name, raw in record.items()
+                      if (convert := _FROM_RECORD.get(name)) is not None})
 
     # -- the external contract ------------------------------------------------------
     def public(self) -> SessionAnswer:
@@ -183,6 +175,19 @@ class ConnectSession:
             "expiresAt": iso8601(self.expires_at),
             "createdAt": iso8601(self.created_at),
         }
+
+
+def _keep(raw: str) -> str:
+    return raw
+
+
+# How each stored field becomes the session's value (ConnectSession.from_record).
+_FROM_RECORD: dict[str, Callable[[str], Any]] = {
+    item.name: (json.loads if item.name in _LIST_FIELDS
+                else int if item.name in {"expires_at", "created_at", "finished_at"}
+                else SessionStatus if item.name == "status" else _keep)
+    for item in fields(ConnectSession)
+}
 
 
 # The answer of lookup and poll (openapi.json's `Session`, generated from this).

@@ -82,6 +82,31 @@ def test_static_css_and_js_are_gzipped_only_when_accepted(portal: LivePortal, na
     assert plain_wire == content
 
 
+def varies_on_encoding(response: httpx.Response) -> bool:
+    return "accept-encoding" in response.headers.get("vary", "").lower()
+
+
+def test_answers_a_gzip_client_would_get_compressed_vary_for_every_client(
+        portal: LivePortal) -> None:
+    """A shared cache must not hand a gzip answer to a client that cannot read it, nor
+    keep the plain one from a gzip client: an answer that is compressed for some clients
+    says `Vary: Accept-Encoding` to all of them. A small one, or HTML (never compressed),
+    is the same for everyone and does not."""
+    for path, headers in (("/api/v1/integrations", AUTH), ("/static/portal.css", {})):
+        plain, _ = fetch(portal, path, {**headers, **IDENTITY})
+        assert "content-encoding" not in plain.headers
+        assert varies_on_encoding(plain), (path, plain.headers)
+        zipped, _ = fetch(portal, path, {**headers, **GZIP})
+        assert varies_on_encoding(zipped), (path, zipped.headers)
+    for headers in (IDENTITY, GZIP):
+        small, wire = fetch(portal, "/healthz", headers)
+        assert small.status_code == 200 and len(wire) < 1024
+        assert not varies_on_encoding(small), small.headers
+    page = open_form_page(portal)
+    assert len(page.content) > 1024 and "content-encoding" not in page.headers
+    assert not varies_on_encoding(page), page.headers
+
+
 def test_pages_link_hashed_static_urls_that_are_immutable(portal: LivePortal) -> None:
     page = open_form_page(portal)
     for name in ("portal.css", "form.js"):
