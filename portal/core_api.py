@@ -182,7 +182,7 @@ class CoreApiClient:
     async def get_end_user(self, end_user_id: str) -> EndUser | None:
         """GET /api/v1/end-users/{id}: the end user, None when the core API knows none.
         Raises DeliveryFailed when it cannot answer."""
-        response = await self._read(f"/api/v1/end-users/{_segment(end_user_id)}")
+        response = await self._read("end_user", f"/api/v1/end-users/{_segment(end_user_id)}")
         if response is None:
             return None
         payload = _json(response)
@@ -204,7 +204,7 @@ class CoreApiClient:
 
         Only items that name this workspace and end user are returned, whatever else the
         core API lists: the portal never shows or touches another's connection."""
-        response = await self._read("/api/v1/connections", params={
+        response = await self._read("list_connections", "/api/v1/connections", params={
             "workspaceId": workspace_id, "endUserId": end_user_id})
         payload = _json(response) if response is not None else None
         listed = payload.get("connections") if isinstance(payload, dict) else None
@@ -234,12 +234,15 @@ class CoreApiClient:
     async def delete_connection(self, connection_id: str) -> bool:
         """DELETE /api/v1/connections/{id}; False when the core API has no such connection.
         Raises DeliveryFailed when it cannot answer."""
+        started = time.perf_counter()
         try:
             response = await self._http.delete(f"/api/v1/connections/{_segment(connection_id)}")
         except httpx.TransportError as exc:
+            metrics.core_api_answer("delete_connection", started, None)
             logger.warning("core API unreachable for a delete: %s", type(exc).__name__)
             raise DeliveryFailed("CORE_API_UNAVAILABLE",
                                  "The platform could not be reached.") from None
+        metrics.core_api_answer("delete_connection", started, response.status_code)
         if response.status_code == 404:
             return False
         if not response.is_success:
@@ -248,16 +251,20 @@ class CoreApiClient:
                                  "The platform could not remove the connection.")
         return True
 
-    async def _read(self, path: str, *, params: dict[str, str] | None = None
+    async def _read(self, operation: str, path: str, *, params: dict[str, str] | None = None
                     ) -> httpx.Response | None:
-        """GET `path`: the answer, None on 404; DeliveryFailed when it cannot answer."""
+        """GET `path`: the answer, None on 404; DeliveryFailed when it cannot answer.
+        Timed and counted as `operation` (portal_core_api_requests_total)."""
+        started = time.perf_counter()
         try:
             response = await self._http.get(path, params=params)
         except httpx.TransportError as exc:
+            metrics.core_api_answer(operation, started, None)
             logger.warning("core API unreachable for %s: %s", path.split("/")[3],
                            type(exc).__name__)
             raise DeliveryFailed("CORE_API_UNAVAILABLE",
                                  "The platform could not be reached.") from None
+        metrics.core_api_answer(operation, started, response.status_code)
         if response.status_code == 404:
             return None
         if not response.is_success:
@@ -277,7 +284,7 @@ class CoreApiClient:
         """
         if app_id in {"", ".", ".."}:
             return None
-        response = await self._read(f"/api/v1/oauth-apps/{quote(app_id, safe='')}")
+        response = await self._read("oauth_app", f"/api/v1/oauth-apps/{quote(app_id, safe='')}")
         if response is None:
             return None
         payload = _json(response)

@@ -58,10 +58,10 @@ FLOW_DURATION = Histogram(
     "portal_flow_duration_seconds", "From a session's creation to its final status",
     ["status"], buckets=FLOW_BUCKETS)
 CORE_API_DURATION = Histogram(
-    "portal_core_api_request_duration_seconds", "Core API connection requests (create, find)",
+    "portal_core_api_request_duration_seconds", "Core API requests, by operation",
     ["operation"], buckets=REQUEST_BUCKETS)
 CORE_API_RESULTS = Counter(
-    "portal_core_api_requests", "Core API connection requests by outcome and answer class",
+    "portal_core_api_requests", "Core API requests by outcome and answer class",
     ["operation", "outcome", "code"])
 PROVIDER_DURATION = Histogram(
     "portal_provider_request_duration_seconds", "OAuth token requests to providers",
@@ -172,6 +172,19 @@ def core_api_call(operation: str) -> Callable[[Callable[P, Awaitable[T]]],
         return timed
 
     return decorate
+
+
+def core_api_answer(operation: str, started: float, status: int | None) -> None:
+    """Time and count one of the core API's other requests (an end user, their
+    connections, a delete, a customer's OAuth app) by the HTTP status it answered, or
+    None when no answer came: `ok` (2xx), `not_found` (404), else `failed`."""
+    CORE_API_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
+    if status is None:
+        outcome, code = "failed", "network"
+    else:
+        outcome = "ok" if 200 <= status < 300 else "not_found" if status == 404 else "failed"
+        code = f"{status // 100}xx"
+    CORE_API_RESULTS.labels(operation=operation, outcome=outcome, code=code).inc()
 
 
 # A provider's own OAuth error codes are its text: only the portal's own reasons are labels.

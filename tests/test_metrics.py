@@ -41,6 +41,7 @@ from tests.live_servers import (
     wait_until,
 )
 from tests.oauth_provider import run_provider, sign_in, write_config
+from tests.test_end_user_portal import core_connection, issue, new_end_user, open_portal, post
 
 METRICS_KEY = "metrics-key-0123456789abcdef"
 SCRAPE = {"Authorization": f"Bearer {METRICS_KEY}"}
@@ -151,6 +152,45 @@ def test_counts_after_real_flows_in_process(make_client: Any) -> None:
     text = client.get("/metrics", headers=SCRAPE).text
     for secret in ("sk-metrics-", API_KEY, METRICS_KEY, CORE_API_KEY, *completed, failed):
         assert secret not in text
+
+
+def test_the_end_user_portal_s_core_api_calls_are_timed_and_counted(
+        make_client: Any, core_app: Any) -> None:
+    """The end-user portal's calls to the core API (the end user, their connections, a
+    disconnect) are in the same histogram and counter as deliveries, by operation."""
+    client = make_client(metrics_key=METRICS_KEY)
+    before = scrape(client)
+    alice = new_end_user(core_app, "ws-1", "user-metrics", "Metrics Example")
+    kept = core_connection(core_app, integrationName="openai", workspaceId="ws-1",
+                           endUserId=alice["id"], externalId="user-metrics")
+    token, _ = issue(alice)
+    assert kept in open_portal(client, token)
+    confirm = client.get(f"/connect/portal/connections/{kept}/disconnect")
+    assert confirm.status_code == 200, confirm.text
+    done = post(client, f"/connect/portal/connections/{kept}/disconnect", csrf_of(confirm.text))
+    assert done.headers["location"] == "/connect/portal?notice=disconnected"
+
+    # A core API that cannot answer: the page says so, the counter says 5xx.
+    down = make_client(metrics_key=METRICS_KEY, core_transport=httpx.MockTransport(
+        lambda request: httpx.Response(503)))
+    assert down.get("/connect/portal", params={"token": token}).status_code == 303
+    page = down.get("/connect/portal")
+    assert page.status_code == 503, page.text
+    after = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("portal_core_api_requests_total", operation="end_user", outcome="ok",
+                code="2xx") >= 1
+    assert grew("portal_core_api_requests_total", operation="list_connections", outcome="ok",
+                code="2xx") >= 1
+    assert grew("portal_core_api_requests_total", operation="delete_connection",
+                outcome="ok", code="2xx") == 1
+    assert grew("portal_core_api_requests_total", operation="end_user", outcome="failed",
+                code="5xx") >= 1
+    assert grew("portal_core_api_request_duration_seconds_count",
+                operation="delete_connection") == 1
 
 
 def test_credential_checks_are_counted_by_outcome(make_client: Any, tmp_path: Path) -> None:
