@@ -33,7 +33,7 @@ class Compression:
             return
         for name, value in scope["headers"]:
             if name == b"accept-encoding" and b"gzip" in value.lower():
-                await self.gzip(scope, receive, send)
+                await self.gzip(scope, receive, _weak_etag_when_compressed(send))
                 return
 
         async def send_with_vary(message: Message) -> None:
@@ -58,3 +58,21 @@ class Compression:
         if start["status"] == 206 or (length is not None and length < self.minimum_size):
             return False
         return not ({media_type, media_type.partition("/")[0] + "/*"} & self.excluded)
+
+
+def _weak_etag_when_compressed(send: Send) -> Send:
+    """A compressed answer is another representation than the file's: its ETag becomes
+    weak (W/…), as the same strong tag may not name two different bodies (RFC 9110,
+    8.8.1). Conditional requests still match: they compare weakly."""
+
+    async def send_with_weak_etag(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            if (b"content-encoding", b"gzip") in headers:
+                message["headers"] = [
+                    (name, b"W/" + value if name == b"etag" and not value.startswith(b"W/")
+                     else value)
+                    for name, value in headers]
+        await send(message)
+
+    return send_with_weak_etag

@@ -107,6 +107,20 @@ def test_answers_a_gzip_client_would_get_compressed_vary_for_every_client(
     assert not varies_on_encoding(page), page.headers
 
 
+def test_a_compressed_static_file_has_a_weak_etag_that_still_revalidates(
+        portal: LivePortal) -> None:
+    plain, _ = fetch(portal, "/static/portal.css", IDENTITY)
+    zipped, _ = fetch(portal, "/static/portal.css", GZIP)
+    strong = plain.headers["etag"]
+    assert not strong.startswith("W/")
+    # Two bodies, two tags: the gzip one is the weak form of the file's.
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["etag"] == "W/" + strong
+    for tag, headers in ((zipped.headers["etag"], GZIP), (strong, IDENTITY)):
+        again, _ = fetch(portal, "/static/portal.css", {**headers, "If-None-Match": tag})
+        assert again.status_code == 304, (tag, again.headers)
+
+
 def test_pages_link_hashed_static_urls_that_are_immutable(portal: LivePortal) -> None:
     page = open_form_page(portal)
     for name in ("portal.css", "form.js"):
