@@ -4,10 +4,13 @@ image runs unprivileged and checks readiness, and Redis keeps its data."""
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
+import pytest
 import yaml
 from starlette.routing import Route
 
@@ -71,3 +74,19 @@ def test_the_image_runs_unprivileged_and_checks_readiness() -> None:
     assert installed and installed.group(1).split() == ["python3", "ca-certificates"]
     assert "pip " not in final_stage and "COPY --from=build /opt/portal " in final_stage
     assert '"/readyz"' in str(sorted(routes())).replace("'", '"')
+
+
+@pytest.mark.parametrize("version", ["1.31", kubernetes_validate.latest_version()])
+def test_the_kubernetes_example_is_valid_against_kubernetes_own_schemas(version: str) -> None:
+    """No cluster runs here: the manifests are checked against the API schemas of
+    Kubernetes itself (strict: an unknown or misspelt field is an error), from the
+    oldest release still supported upstream to the newest the validator knows."""
+    documents = read("deploy/kubernetes.yaml")
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+    # The check is real: the same Deployment with a misspelt probe field fails it.
+    broken = copy.deepcopy(documents[0])
+    container = broken["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpGett"] = container["readinessProbe"].pop("httpGet")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)

@@ -116,10 +116,11 @@ class Container:
 
 @pytest.fixture
 def container(image: str, redis_url: str, tmp_path: Path) -> Iterator[Container]:
-    """The image run as an operator would, with real settings: the test Redis (under a key
-    prefix of its own) and the core API stand-in on this machine (host network, so both
-    loopback servers are in reach), two workers, the Dockerfile's own HEALTHCHECK polled
-    every second instead of every 15 (`--health-interval` only: the check is the image's)."""
+    """The image run as an operator would (and locked down as the Kubernetes example runs
+    it), with real settings: the test Redis (under a key prefix of its own) and the core
+    API stand-in on this machine (host network, so both loopback servers are in reach),
+    two workers, the Dockerfile's own HEALTHCHECK polled every second instead of every 15
+    (`--health-interval` only: the check is the image's)."""
     name = f"connect-portal-test-{uuid.uuid4().hex[:12]}"
     prefix = f"test:image:{uuid.uuid4().hex}:"
     port = free_port()
@@ -136,8 +137,11 @@ def container(image: str, redis_url: str, tmp_path: Path) -> Iterator[Container]
         }
         environment = [item for name_value in settings.items()
                        for item in ("-e", "=".join(name_value))]
+        # As deploy/kubernetes.yaml runs it: a read-only root filesystem with a writable
+        # /tmp, no privilege escalation, no capabilities.
         docker("run", "-d", "--name", name, "--network", "host", "--health-interval", "1s",
-               *environment, image)
+               "--read-only", "--tmpfs", "/tmp", "--security-opt", "no-new-privileges",
+               "--cap-drop", "ALL", *environment, image)
         try:
             yield Container(name=name, url=url, redis_prefix=prefix, core_url=core.url)
         finally:
