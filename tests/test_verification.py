@@ -8,13 +8,17 @@ import html
 import json
 import logging
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from portal.auth.credentials.checker import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
@@ -253,6 +257,28 @@ async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
     await checker.aclose()
     assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
     assert [request["path"] for request in app.state.requests] == ["/slow"]
+
+
+async def test_a_provider_that_trickles_its_answer_is_cut_off_at_the_deadline() -> None:
+    """A byte every 0.2 s never trips a 0.5 s wait for the next read; the whole check
+    still ends at twice the timeout, as unavailable, instead of when the provider stops."""
+    async def drip(request: Request) -> StreamingResponse:
+        async def slowly() -> AsyncIterator[bytes]:
+            for _ in range(40):  # 8 s if nothing cut it off
+                yield b"x"
+                await asyncio.sleep(0.2)
+        return StreamingResponse(slowly(), status_code=200)
+
+    with server_thread(Starlette(routes=[Route("/drip", drip)])) as url:
+        checker = CredentialChecker(timeout=0.5, allow_http_loopback=True)
+        started = time.monotonic()
+        result = await checker.check(Verification(method="GET", url=f"{url}/drip",
+                                                  blame_field="secret_text"),
+                                     {"secret_text": "good-key"})
+        took = time.monotonic() - started
+        await checker.aclose()
+    assert (result.outcome, result.reason) == (Outcome.UNAVAILABLE, "timeout")
+    assert took < 2.5, f"the check took {took:.1f} s"
 
 
 async def test_a_resolver_that_hangs_is_bounded_by_the_timeout() -> None:

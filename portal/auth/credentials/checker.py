@@ -11,6 +11,7 @@ is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -28,6 +29,9 @@ from portal.ssrf import Refusal
 logger = logging.getLogger("portal.auth.credentials.checker")
 
 MAX_RESPONSE_BYTES = 64 * 1024
+# A whole check (connect, send, read the answer) takes at most this many times the
+# per-step timeout (PORTAL_VERIFY_TIMEOUT), however slowly the provider answers.
+DEADLINE_STEPS = 2
 # What an HTTP header value can carry: printable ASCII and tab. httpx refuses anything
 # else (a UnicodeEncodeError), and CR or LF would end the header.
 _NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e\t]")
@@ -62,6 +66,9 @@ class CredentialChecker:
         """`policy` is the portal's outbound policy; without one, public addresses only
         (and loopback when `allow_http_loopback`)."""
         self._allow_loopback = allow_http_loopback
+        # `timeout` bounds each step (connecting, sending, each read); a provider can still
+        # trickle its answer a few bytes per step. The whole check ends within this.
+        self._deadline = DEADLINE_STEPS * timeout
         self._http = guarded_client(
             policy=policy or OutboundPolicy(allow_http_loopback=allow_http_loopback),
             timeout=timeout,
@@ -104,6 +111,16 @@ class CredentialChecker:
         request = self._http.build_request(
             verification.method, url.url, headers=headers, content=body,
         )
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._exchange(request, auth, verification, url)
+        except TimeoutError:
+            logger.warning("credential check: %s took longer than %.1f s in all", url.host,
+                           self._deadline)
+            return CheckResult(Outcome.UNAVAILABLE, reason="timeout")
+
+    async def _exchange(self, request: httpx.Request, auth: httpx.BasicAuth | None,
+                        verification: Verification, url: ssrf.CheckedUrl) -> CheckResult:
         try:
             response = await self._http.send(request, auth=auth, stream=True)
         except OutboundRefused as exc:
