@@ -11,7 +11,8 @@ import base64
 import ipaddress
 import json
 import socket
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -231,6 +232,27 @@ def test_a_token_endpoint_that_does_not_answer_in_time_is_a_timeout() -> None:
         assert caught.value.reason == "timeout"
     finally:
         silent.close()
+
+
+def test_a_token_endpoint_that_trickles_its_answer_is_cut_off_at_the_deadline() -> None:
+    """A byte every 0.2 s never trips the 0.5 s wait for each read; the token request as
+    a whole still ends at twice the timeout instead of when the provider stops."""
+    async def drip(request: Request) -> StreamingResponse:
+        async def slowly() -> AsyncIterator[bytes]:
+            yield b'{"access_token": "'
+            for _ in range(40):  # 8 s if nothing cut it off
+                await asyncio.sleep(0.2)
+                yield b"a"
+            yield b'", "token_type": "bearer"}'
+        return StreamingResponse(slowly(), media_type="application/json")
+
+    with server_thread(Starlette(routes=[Route("/token", drip, methods=["POST"])])) as url:
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as caught:
+            exchange(f"{url}/token", timeout=0.5)
+        took = time.monotonic() - started
+    assert caught.value.reason == "timeout"
+    assert took < 2.5, f"the token request took {took:.1f} s"
 
 
 @pytest.mark.parametrize(("text", "cleaned"), [

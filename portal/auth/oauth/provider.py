@@ -12,6 +12,7 @@ never logged: only the provider's host, the HTTP status and the OAuth error code
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -154,6 +155,9 @@ class ProviderClient:
         policy: OutboundPolicy | None = None,
         lookup: ssrf.Lookup = ssrf.system_lookup,
     ) -> None:
+        # `timeout` bounds each step; a token request as a whole ends within twice it,
+        # however slowly the provider trickles its answer in.
+        self._deadline = 2 * timeout
         self._http = guarded_client(
             policy=policy or OutboundPolicy(),
             timeout=timeout,
@@ -241,18 +245,19 @@ class ProviderClient:
                 "POST", endpoints.token_url, headers=headers,
                 json=payload if as_json else None, data=None if as_json else payload,
             )
-            response = await self._http.send(request, stream=True)
-            try:
-                body = await _read_capped(response)
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(self._deadline):
+                response = await self._http.send(request, stream=True)
+                try:
+                    body = await _read_capped(response)
+                finally:
+                    await response.aclose()
         except OutboundRefused as exc:
             logger.warning("token %s at %s refused by the outbound policy: %s", what, host,
                            exc.reason)
             raise ProviderError(
                 "refused", "The sign-in server's address is not allowed from this portal."
             ) from None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             logger.warning("token %s at %s timed out", what, host)
             raise ProviderError("timeout", "The provider did not answer in time.") from None
         except httpx.HTTPError as exc:
