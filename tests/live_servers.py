@@ -22,6 +22,7 @@ Unix socket in a directory of its own, so it needs no port either.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -42,8 +43,12 @@ from typing import Any
 import httpx
 import redis
 import uvicorn
+from limits import parse as parse_limit
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from portal.server import PortalHttpProtocol
+from portal.store.limits_storage import limits_storage
+from portal.store.stores import redis_client
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CONNECT_PORTAL = str(Path(sys.executable).with_name("connect-portal"))
@@ -443,3 +448,19 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def limit_hits(redis_url: str, *, key_prefix: str, tries: int = 3) -> list[bool]:
+    """`tries` hits of one client against a 2-a-minute limit, counted by the `limits`
+    storage on the portal's own Redis client for `redis_url` (one Redis, Sentinel or a
+    cluster): whether each was let through."""
+    async def hits() -> list[bool]:
+        client = redis_client(redis_url)
+        try:
+            limiter = FixedWindowRateLimiter(limits_storage(client, key_prefix=key_prefix))
+            limit = parse_limit("2/minute")
+            return [await limiter.hit(limit, "someone") for _ in range(tries)]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(hits())

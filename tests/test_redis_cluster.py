@@ -29,8 +29,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from limits import parse as parse_limit
-from limits.aio.strategies import FixedWindowRateLimiter
 
 from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import (
@@ -42,15 +40,15 @@ from portal.settings import (
 )
 from portal.store import JobKind, NewJob, SessionStore
 from portal.store.keys import KeyLayout
-from portal.store.limits_storage import limits_storage
 from portal.store.redis import RedisSessionStore
-from portal.store.stores import Stores, open_stores, redis_client
+from portal.store.stores import Stores, open_stores
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, token_body
 from tests.core_standin import READY_PATH, set_mode, stats
 from tests.live_servers import (
     ServerProcess,
     bound_socket,
     free_port,
+    limit_hits,
     url_of,
     uvicorn_process,
     wait_until,
@@ -243,16 +241,7 @@ async def test_oauth_states_are_taken_once_on_the_cluster(cluster_stores: Stores
 
 
 def test_limits_counts_on_the_cluster_through_the_portals_client(cluster: Cluster) -> None:
-    async def hits() -> list[bool]:
-        client = redis_client(cluster.url)
-        try:
-            limiter = FixedWindowRateLimiter(limits_storage(client, key_prefix="test:lim"))
-            limit = parse_limit("2/minute")
-            return [await limiter.hit(limit, "someone") for _ in range(3)]
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(hits()) == [True, True, False]
+    assert limit_hits(cluster.url, key_prefix="test:lim") == [True, True, False]
     client = cluster.client()
     try:
         assert list(client.scan_iter(match="test:lim*", target_nodes=client.ALL_NODES))

@@ -14,7 +14,6 @@ printed (`-s`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import shutil
@@ -30,18 +29,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from limits import parse as parse_limit
-from limits.aio.strategies import FixedWindowRateLimiter
 
 from portal.settings import SentinelUrl, Settings, SettingsError, parse_sentinel_url
-from portal.store.limits_storage import limits_storage
-from portal.store.stores import redis_client
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, token_body
 from tests.core_standin import READY_PATH, stats
 from tests.live_servers import (
     ServerProcess,
     bound_socket,
     free_port,
+    limit_hits,
     url_of,
     uvicorn_process,
     wait_until,
@@ -294,14 +290,5 @@ def test_sentinel_url_is_checked_naming_redis_url() -> None:
 
 def test_limits_counts_through_the_sentinel_pool(cluster: Cluster) -> None:
     """The `limits` storage shares the portal's sentinel pool (connection_pool=)."""
-    async def hits() -> list[bool]:
-        client = redis_client(cluster.url)
-        try:
-            limiter = FixedWindowRateLimiter(limits_storage(client, key_prefix="test:lim"))
-            limit = parse_limit("2/minute")
-            return [await limiter.hit(limit, "someone") for _ in range(3)]
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(hits()) == [True, True, False]
+    assert limit_hits(cluster.url, key_prefix="test:lim") == [True, True, False]
     assert answer_of(cluster.primary_port, "KEYS", "test:lim*")  # counted on the primary
