@@ -1,9 +1,11 @@
 """A network of the tests' own on loopback: a name service that answers from a table,
-and TCP listeners that record every connection that reached them. Used to prove what
-the guarded outbound path (portal/outbound.py) resolves and connects to."""
+and TCP listeners that record every connection that reached them (used to prove what
+the guarded outbound path, portal/outbound.py, resolves and connects to); and a proxy
+that loses a reply on the way back."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
@@ -90,3 +92,58 @@ class Listener:
         self._stop.set()
         self.sock.close()
         self._thread.join(timeout=5)
+
+
+class ReplyLosingProxy:
+    """A TCP proxy in front of a server (Redis) that, once armed, forwards the next
+    request containing `marker` and then closes that client connection instead of
+    passing the server's reply on: the request ran, its answer was lost on the way, as
+    when a network drops between a command and its reply."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self.lost = 0
+        self._marker: bytes | None = None
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> ReplyLosingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def lose_the_reply_to_the_next(self, marker: bytes) -> None:
+        self._marker = marker
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _relay(self, client_in: asyncio.StreamReader,
+                     client_out: asyncio.StreamWriter) -> None:
+        server_in, server_out = await asyncio.open_connection(*self.upstream)
+        doomed = asyncio.Event()
+
+        async def requests() -> None:
+            while data := await client_in.read(65536):
+                if self._marker is not None and self._marker in data:
+                    self._marker = None
+                    doomed.set()
+                server_out.write(data)
+                await server_out.drain()
+
+        async def replies() -> None:
+            while data := await server_in.read(65536):
+                if doomed.is_set():
+                    self.lost += 1
+                    return  # the reply is dropped with the connection
+                client_out.write(data)
+                await client_out.drain()
+
+        tasks = [asyncio.create_task(requests()), asyncio.create_task(replies())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        for writer in (client_out, server_out):
+            writer.close()

@@ -9,6 +9,8 @@ OAuth state store and closed by its owner (portal/store/stores.py).
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,18 +27,27 @@ from portal.store.client import REDIS_ERRORS, RedisClient
 from portal.store.keys import KeyLayout
 from portal.store.outbox import GROUP, RedisOutbox
 
+logger = logging.getLogger("portal.store")
+
 # KEYS[1] the session, KEYS[2] the outbox stream of its shard, KEYS[3] its due hash,
 # KEYS[4] its index of CONNECTING sessions (one hash slot: portal/store/keys.py).
 # ARGV[1] a JSON list of the statuses it may move from, ARGV[2] a JSON object of the
 # fields to write (status included; "" removes one), ARGV[3] the new time to live in
 # seconds (0: keep it), ARGV[4] the id of the job this settles (or ""), ARGV[5] the
 # consumer new jobs are leased to, ARGV[6] a JSON list of new jobs [kind, sealed], ARGV[7]
-# now (seconds), ARGV[8] the group. Returns {0} when missing, {1, current} when refused,
-# {2, new record, new job ids...} when applied.
+# now (seconds), ARGV[8] the group, ARGV[9] this write's id. Returns {0} when missing,
+# {1, current} when refused, {2, new record, new job ids...} when applied, and
+# {3, record, job ids...} when this very write was applied before (a re-sent script whose
+# first answer was lost: the record keeps the id and the job ids of its last write).
 _MOVE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local record = cjson.decode(raw)
+if record['last_write'] == ARGV[9] then
+  local out = {3, raw}
+  for _, id in ipairs(record['last_write_jobs'] or {}) do table.insert(out, id) end
+  return out
+end
 local allowed = false
 for _, status in ipairs(cjson.decode(ARGV[1])) do
   if status == record['status'] then allowed = true break end
@@ -61,6 +72,8 @@ for _, job in ipairs(jobs) do
   if job[1] == 'connection' then record['outbox_job'] = id end
   table.insert(ids, id)
 end
+record['last_write'] = ARGV[9]
+if #ids > 0 then record['last_write_jobs'] = ids else record['last_write_jobs'] = nil end
 local encoded = cjson.encode(record)
 if tonumber(ARGV[3]) > 0 then
   redis.call('SET', KEYS[1], encoded, 'EX', ARGV[3])
@@ -159,7 +172,11 @@ class RedisSessionStore:
                       *self._keys.shard_keys(self._keys.shard_of(session_id))],
                 args=[_encode(allowed), _encode({**changes, "status": to.value}),
                       keep_for or 0, settles.id if settles else "", consumer,
-                      _encode([[job.kind.value, job.sealed] for job in jobs]), now, GROUP],
+                      _encode([[job.kind.value, job.sealed] for job in jobs]), now, GROUP,
+                      # The client re-sends a script once after a lost connection or a
+                      # timeout (portal/store/stores.py); this id makes the second run
+                      # answer what the first did instead of "refused".
+                      secrets.token_hex(12)],
             )
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(type(exc).__name__) from None
@@ -167,6 +184,9 @@ class RedisSessionStore:
             raise SessionNotFound(session_id)
         if result[0] == 1:
             raise TransitionRefused(SessionStatus(result[1]))
+        if result[0] == 3:
+            logger.warning("session %s: a transition's answer was lost and its re-sent "
+                           "script found it applied", session_id)
         record = json.loads(result[1])
         session = ConnectSession.from_record(record)
         queued = tuple(

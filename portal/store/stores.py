@@ -158,11 +158,11 @@ def _one_retry() -> Retry:
     command the stores send must be safe to send twice, and is:
     - reads (GET, PING) change nothing;
     - a session's SET is of a new key with the same value and TTL;
-    - a transition (Lua) checks the status it moves from in the same atomic step, so it
-      is never applied twice: a re-sent one that had landed finds the session moved on
-      and is refused, the answer a caller that lost a race gets (and without the retry it
-      would have been told the store was unavailable); a claim by the same holder
-      answers the same again;
+    - a transition (Lua) carries a write id of its own, kept in the session by the run
+      that applies it: a re-sent one that had landed finds its id there and answers what
+      the first run did (the new record and its job ids), so it is never applied twice
+      nor reported refused (tests/test_redis_faults.py loses such an answer on purpose);
+      a claim by the same holder answers the same again;
     - an OAuth state's SET NX does not overwrite, and its GETDEL gives a state out at most
       once: a re-sent GETDEL that had landed reads "already used", never a second use.
     - a link revocation's SET writes the same value again; a revoke-all's Lua max
