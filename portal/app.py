@@ -113,7 +113,8 @@ def create_app(
         # Only what is not passed in is opened (on one Redis client for both).
         stores = open_stores(settings.redis_url if store is None or oauth_states is None
                              else None, prefix=settings.redis_prefix,
-                             outbox_shards=settings.outbox_shards)
+                             outbox_shards=settings.outbox_shards,
+                             sentinel_password=settings.redis_sentinel_password)
         session_store = store or stores.sessions
         state_store = oauth_states or stores.oauth_states
         if settings.redis_url is None and store is None:

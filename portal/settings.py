@@ -123,6 +123,8 @@ class Settings:
     secret_keys: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
     redis_url: str | None = None
+    # The sentinels' own password (their `requirepass`), for a redis+sentinel:// REDIS_URL.
+    redis_sentinel_password: str | None = None
     redis_prefix: str = "portal:"
     # Outbox shards (docs/operations.md, "Redis Cluster"); None: 1 on one Redis or
     # Sentinel (the key names of before), DEFAULT_CLUSTER_SHARDS on a cluster.
@@ -262,6 +264,12 @@ class Settings:
                 "redis", "rediss", "unix"}:
             raise SettingsError("REDIS_URL must start with redis://, rediss://, unix://, "
                                 "redis+sentinel:// or redis+cluster://")
+        redis_sentinel_password = _optional(env, "PORTAL_REDIS_SENTINEL_PASSWORD")
+        if redis_sentinel_password is not None and (
+                redis_url is None or urlsplit(redis_url).scheme != SENTINEL_SCHEME):
+            raise SettingsError("PORTAL_REDIS_SENTINEL_PASSWORD is for a REDIS_URL of "
+                                "redis+sentinel://…; the password of one Redis or a cluster "
+                                "goes in REDIS_URL")
         outbox_shards = (_integer(env, "PORTAL_OUTBOX_SHARDS", 1, 1, MAX_OUTBOX_SHARDS)
                          if env.get("PORTAL_OUTBOX_SHARDS", "").strip() else None)
         return cls(
@@ -269,6 +277,7 @@ class Settings:
             secret_keys=_secret_keys(env),
             api_keys=_api_keys(env),
             redis_url=redis_url,
+            redis_sentinel_password=redis_sentinel_password,
             redis_prefix=env.get("PORTAL_REDIS_PREFIX", cls.redis_prefix) or cls.redis_prefix,
             outbox_shards=outbox_shards,
             core_api_url=core_api_url,

@@ -22,14 +22,16 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
+from portal.app import create_app
 from portal.settings import SentinelUrl, Settings, SettingsError, parse_sentinel_url
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, token_body
 from tests.core_standin import READY_PATH, stats
@@ -63,13 +65,16 @@ def redis_node(directory: Path, name: str, port: int, *extra: str) -> ServerProc
         sockets=[], ready_urls=[], env={}, log_path=home / "redis.log")
 
 
-def sentinel_node(directory: Path, name: str, port: int, primary_port: int) -> ServerProcess:
-    """A sentinel on `port` watching the primary at `primary_port` as SERVICE (quorum 2)."""
+def sentinel_node(directory: Path, name: str, port: int, primary_port: int,
+                  password: str | None = None) -> ServerProcess:
+    """A sentinel on `port` watching the primary at `primary_port` as SERVICE (quorum 2),
+    asking its clients for `password` when one is given."""
     home = directory / name
     home.mkdir()
     config = home / "sentinel.conf"  # a sentinel rewrites its config file: one of its own
     config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {home}\n"
+        (f"requirepass {password}\n" if password else "")
+        + f"port {port}\nbind 127.0.0.1\ndir {home}\n"
         f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
         f"sentinel down-after-milliseconds {SERVICE} 1000\n"
         f"sentinel failover-timeout {SERVICE} 10000\n"
@@ -292,3 +297,48 @@ def test_limits_counts_through_the_sentinel_pool(cluster: Cluster) -> None:
     """The `limits` storage shares the portal's sentinel pool (connection_pool=)."""
     assert limit_hits(cluster.url, key_prefix="test:lim") == [True, True, False]
     assert answer_of(cluster.primary_port, "KEYS", "test:lim*")  # counted on the primary
+
+
+def test_sentinels_that_require_a_password_get_portal_redis_sentinel_password(
+        tmp_path: Path, redis_prefix: str) -> None:
+    """Sentinels with `requirepass` (as managed set-ups often run them) are asked with
+    PORTAL_REDIS_SENTINEL_PASSWORD; without it the portal does not reach Redis, and says
+    so on /readyz rather than failing later."""
+    primary_port, sentinel_port = free_port(), free_port()
+    primary = redis_node(tmp_path, "primary", primary_port)
+    sentinel = sentinel_node(tmp_path, "sentinel", sentinel_port, primary_port,
+                             password="sentinel-secret-0123")
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/{SERVICE}/0"
+    with primary, sentinel:
+        wait_until(lambda: demands_a_password(sentinel_port), timeout=20,
+                   what="the sentinel to answer, asking for its password")
+        for password, ready in (("sentinel-secret-0123", 200), (None, 503)):
+            env = {"REDIS_URL": url, "PORTAL_REDIS_PREFIX": redis_prefix,
+                   **({"PORTAL_REDIS_SENTINEL_PASSWORD": password} if password else {})}
+            settings = replace(Settings.from_env(env), secret_keys=(SECRET_KEY,),
+                               api_keys=(API_KEY,),
+                               core_api_url="http://core.test", core_api_key=CORE_API_KEY)
+            with TestClient(create_app(settings)) as client:
+                answer = client.get("/readyz")
+                assert answer.status_code == ready, (password, answer.text)
+                if ready == 200:
+                    minted = client.post("/api/v1/connect/token", json=token_body(),
+                                         headers=AUTH)
+                    assert minted.status_code == 200, minted.text
+    with pytest.raises(SettingsError, match="PORTAL_REDIS_SENTINEL_PASSWORD"):
+        Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/0",
+                           "PORTAL_REDIS_SENTINEL_PASSWORD": "x"})
+
+
+def demands_a_password(port: int) -> bool:
+    """Whether the server on `port` answers, and refuses a PING without a password."""
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    return False

@@ -68,7 +68,8 @@ class Stores:
 
 
 def open_stores(redis_url: str | None, *, prefix: str,
-                outbox_shards: int | None = None) -> Stores:
+                outbox_shards: int | None = None,
+                sentinel_password: str | None = None) -> Stores:
     """Both stores, under `prefix` in Redis at `redis_url`, or in this process without it.
 
     The outbox has `outbox_shards` shards (portal/store/keys.py): by default one on one
@@ -77,7 +78,7 @@ def open_stores(redis_url: str | None, *, prefix: str,
     one."""
     if not redis_url:
         return Stores(sessions=MemorySessionStore(), oauth_states=MemoryOAuthStateStore())
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, sentinel_password=sentinel_password)
     cluster = isinstance(client, RedisCluster)
     shards = outbox_shards or (DEFAULT_CLUSTER_SHARDS if cluster else 1)
     keys = KeyLayout(prefix, shards=shards, tagged=cluster or shards > 1)
@@ -87,10 +88,11 @@ def open_stores(redis_url: str | None, *, prefix: str,
                   revocations=RedisRevocationStore(client, prefix=prefix))
 
 
-def redis_client(redis_url: str) -> RedisClient:
+def redis_client(redis_url: str, *, sentinel_password: str | None = None) -> RedisClient:
     """The portal's Redis client (bench/floor.py measures against the same one): at
-    `redis_url`, at the primary Redis Sentinel names for a redis+sentinel:// URL, or a
-    cluster client from the seed nodes of a redis+cluster:// URL."""
+    `redis_url`, at the primary Redis Sentinel names for a redis+sentinel:// URL (the
+    sentinels asked with `sentinel_password` when they require one), or a cluster client
+    from the seed nodes of a redis+cluster:// URL."""
     options: dict[str, Any] = {
         "max_connections": MAX_CONNECTIONS,
         "decode_responses": True,
@@ -107,7 +109,7 @@ def redis_client(redis_url: str) -> RedisClient:
     options |= {"timeout": POOL_WAIT,
                 "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
     if scheme == SENTINEL_SCHEME:
-        return _sentinel_client(parse_sentinel_url(redis_url), options)
+        return _sentinel_client(parse_sentinel_url(redis_url), options, sentinel_password)
     pool = aioredis.BlockingConnectionPool.from_url(redis_url, **options)
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
@@ -136,13 +138,16 @@ class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionP
         await self.sentinel_manager.aclose()  # its own clients of the sentinels
 
 
-def _sentinel_client(target: SentinelUrl, options: dict[str, Any]) -> aioredis.Redis:
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels),
-        # The sentinels are asked with the same socket timeouts, without a password.
-        sentinel_kwargs={"socket_connect_timeout": options["socket_connect_timeout"],
-                         "socket_timeout": options["socket_timeout"]},
-    )
+def _sentinel_client(target: SentinelUrl, options: dict[str, Any],
+                     sentinel_password: str | None) -> aioredis.Redis:
+    # The sentinels are asked with the same socket timeouts, and with their own password
+    # (PORTAL_REDIS_SENTINEL_PASSWORD) when they require one; the URL's is the primary's.
+    asked: dict[str, Any] = {"socket_connect_timeout": options["socket_connect_timeout"],
+                             "socket_timeout": options["socket_timeout"]}
+    if sentinel_password is not None:
+        asked["password"] = sentinel_password
+    sentinel = Sentinel(list(target.sentinels),  # type: ignore[no-untyped-call]
+                        sentinel_kwargs=asked)
     client: aioredis.Redis = sentinel.master_for(
         target.service, connection_pool_class=_BlockingSentinelPool, db=target.db,
         password=target.password, **options)
