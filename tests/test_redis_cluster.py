@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +43,7 @@ from portal.store import JobKind, NewJob, SessionStore
 from portal.store.keys import KeyLayout
 from portal.store.redis import RedisSessionStore
 from portal.store.stores import Stores, open_stores
+from tests import test_redis_sentinel as sentinel_case
 from tests.conftest import API_KEY, AUTH, CORE_API_KEY, SECRET_KEY, csrf_of, token_body
 from tests.core_standin import READY_PATH, set_mode, stats
 from tests.live_servers import (
@@ -477,3 +479,107 @@ def test_the_outbox_holds_jobs_over_every_shard_while_the_core_is_down(
     for url in (deployment.a, deployment.b):
         wait_until(lambda url=url: readiness(url)["outbox"]["depth"] == 0,  # type: ignore[misc]
                    timeout=30, what="an empty outbox after the outage")
+
+
+# -- a master lost under load --------------------------------------------------------------
+
+def replication_of(port: int) -> dict[str, Any]:
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1,
+                         decode_responses=True)
+    try:
+        return dict(client.info("replication"))
+    except redis.RedisError:
+        return {}
+    finally:
+        client.close()
+
+
+def role_of(port: int) -> str | None:
+    role = replication_of(port).get("role")
+    return None if role is None else str(role)
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, dict[int, ServerProcess]]]:
+    """Three masters, each with a replica, on loopback ports; a node that does not answer
+    for a second is judged failed and its replica takes over."""
+    ports = [free_port() for _ in range(6)]
+    processes: dict[int, ServerProcess] = {}
+    with ExitStack() as nodes:
+        for port in ports:
+            home = tmp_path / str(port)
+            home.mkdir()
+            processes[port] = nodes.enter_context(ServerProcess(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                 "--cluster-node-timeout", "1000",
+                 # With a 1 s node timeout a replica would judge its data too old to take
+                 # over (the default factor of 10 counts from the last write it saw).
+                 "--cluster-replica-validity-factor", "0",
+                 "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not in 5 s
+                 "--save", "", "--appendonly", "yes",
+                 "--appendfsync", "always", "--dir", str(home)],
+                sockets=[], ready_urls=[], env={}, log_path=home / "redis.log"))
+        for port in ports:
+            wait_until(lambda port=port: cluster_info(port) != {}, timeout=10,  # type: ignore[misc]
+                       what=f"the node on {port} to answer")
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "1",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: all(cluster_info(port).get("cluster_state") == "ok"
+                               and cluster_info(port).get("cluster_known_nodes") == "6"
+                               for port in ports)
+                   and sorted(role_of(port) or "" for port in ports) == ["master"] * 3
+                   + ["slave"] * 3, timeout=30, what="three masters and three replicas, ok")
+        # A replica is a replica by role at once; it holds the data once its link is up.
+        wait_until(lambda: all(replication_of(port).get("master_link_status") == "up"
+                               for port in ports if role_of(port) == "slave"),
+                   timeout=30, what="every replica in sync with its master")
+        yield Cluster(ports), processes
+
+
+def test_a_cluster_master_lost_under_load_fails_over_with_nothing_lost(
+    replicated_cluster: tuple[Cluster, dict[int, ServerProcess]], tmp_path: Path,
+) -> None:
+    """A master is killed (kill -9) while flows go on through a portal on the cluster:
+    its replica takes over, requests in between get a retryable 503, and every session
+    completes, delivered exactly once."""
+    cluster, processes = replicated_cluster
+    core = sentinel_case.standin(tmp_path)
+    app = sentinel_case.portal(tmp_path, core_url=core.url, redis_url=cluster.url)
+    with core, app:
+        load = sentinel_case.Load()
+        with ThreadPoolExecutor(max_workers=sentinel_case.WORKERS) as pool:
+            futures = [pool.submit(load.flow, app.url, number)
+                       for number in range(sentinel_case.FLOWS)]
+            assert load.enough_done.wait(60), "the first flows never finished"
+            victim = next(port for port in cluster.ports if role_of(port) == "master")
+            processes[victim].kill()
+            killed_at = time.monotonic()
+            with load.lock:
+                done_at_kill = load.done
+            survivors = [port for port in cluster.ports if port != victim]
+            wait_until(lambda: sorted(role_of(port) or "" for port in survivors)
+                       == ["master"] * 3 + ["slave"] * 2
+                       and all(cluster_info(port).get("cluster_state") == "ok"
+                               for port in survivors),
+                       timeout=30, what="a replica promoted and the cluster ok again")
+            failover_seconds = time.monotonic() - killed_at
+            for future in futures:
+                future.result()  # raises what a flow's assertion found
+        finals = {}
+        with httpx.Client(base_url=app.url, timeout=10) as client:
+            for session_id in load.sessions:
+                answer = client.get(f"/api/v1/connect/session/{session_id}", headers=AUTH)
+                assert answer.status_code == 200, (answer.text, app.output()[-3000:])
+                finals[session_id] = answer.json()["session"]["status"]
+        core_stats = stats(core.url)
+    print(f"\ncluster failover: {len(load.sessions)} sessions, a replica promoted after "
+          f"{failover_seconds:.1f} s, answers {dict(sorted(load.codes.items()))}, "
+          f"flows done at the kill: {done_at_kill}")
+    assert done_at_kill < sentinel_case.FLOWS  # the master died with flows under way
+    assert len(load.sessions) == sentinel_case.FLOWS
+    assert finals == {session_id: "COMPLETED" for session_id in load.sessions}
+    assert core_stats["by_key"] == {session_id: 1 for session_id in load.sessions}
+    assert core_stats["duplicate_accounts"] == 0
+    assert not [code for code in load.codes if code >= 500 and code != 503], load.codes
