@@ -545,41 +545,14 @@ def test_a_cluster_master_lost_under_load_fails_over_with_nothing_lost(
     its replica takes over, requests in between get a retryable 503, and every session
     completes, delivered exactly once."""
     cluster, processes = replicated_cluster
-    core = sentinel_case.standin(tmp_path)
-    app = sentinel_case.portal(tmp_path, core_url=core.url, redis_url=cluster.url)
-    with core, app:
-        load = sentinel_case.Load()
-        with ThreadPoolExecutor(max_workers=sentinel_case.WORKERS) as pool:
-            futures = [pool.submit(load.flow, app.url, number)
-                       for number in range(sentinel_case.FLOWS)]
-            assert load.enough_done.wait(60), "the first flows never finished"
-            victim = next(port for port in cluster.ports if role_of(port) == "master")
-            processes[victim].kill()
-            killed_at = time.monotonic()
-            with load.lock:
-                done_at_kill = load.done
-            survivors = [port for port in cluster.ports if port != victim]
-            wait_until(lambda: sorted(role_of(port) or "" for port in survivors)
-                       == ["master"] * 3 + ["slave"] * 2
-                       and all(cluster_info(port).get("cluster_state") == "ok"
-                               for port in survivors),
-                       timeout=30, what="a replica promoted and the cluster ok again")
-            failover_seconds = time.monotonic() - killed_at
-            for future in futures:
-                future.result()  # raises what a flow's assertion found
-        finals = {}
-        with httpx.Client(base_url=app.url, timeout=10) as client:
-            for session_id in load.sessions:
-                answer = client.get(f"/api/v1/connect/session/{session_id}", headers=AUTH)
-                assert answer.status_code == 200, (answer.text, app.output()[-3000:])
-                finals[session_id] = answer.json()["session"]["status"]
-        core_stats = stats(core.url)
-    print(f"\ncluster failover: {len(load.sessions)} sessions, a replica promoted after "
-          f"{failover_seconds:.1f} s, answers {dict(sorted(load.codes.items()))}, "
-          f"flows done at the kill: {done_at_kill}")
-    assert done_at_kill < sentinel_case.FLOWS  # the master died with flows under way
-    assert len(load.sessions) == sentinel_case.FLOWS
-    assert finals == {session_id: "COMPLETED" for session_id in load.sessions}
-    assert core_stats["by_key"] == {session_id: 1 for session_id in load.sessions}
-    assert core_stats["duplicate_accounts"] == 0
-    assert not [code for code in load.codes if code >= 500 and code != 503], load.codes
+    victim = next(port for port in cluster.ports if role_of(port) == "master")
+    survivors = [port for port in cluster.ports if port != victim]
+
+    def taken_over() -> bool:
+        return (sorted(role_of(port) or "" for port in survivors)
+                == ["master"] * 3 + ["slave"] * 2
+                and all(cluster_info(port).get("cluster_state") == "ok" for port in survivors))
+
+    sentinel_case.failover_under_load(tmp_path, cluster.url, kill=processes[victim].kill,
+                                      taken_over=taken_over,
+                                      what="a replica promoted and the cluster ok")
