@@ -194,7 +194,9 @@ def test_giving_up_ends_the_session_failed_with_the_last_reason_and_redirects_ba
     session = session_of(client, answer["sessionId"])
     assert (session["status"], session["errorCode"]) == ("FAILED", "CORE_API_REJECTED")
     # Final for good: trying again (from a page still open) changes nothing.
-    submit(client, page_path, csrf, action="try_again")
+    again = submit(client, page_path, csrf, action="try_again")
+    assert (again.status_code, again.headers["location"]) == (303, page_path)
+    assert 'data-failure="CORE_API_REJECTED"' in client.get(page_path).text
     assert session_of(client, answer["sessionId"])["status"] == "FAILED"
     assert received(core_app) == []
 

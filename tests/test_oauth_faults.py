@@ -418,10 +418,15 @@ def test_oauth_outcomes_send_the_session_webhooks_without_tokens(
         callback(portal, pressed, error="access_denied")
         # A denied sign-in is a failed attempt: no event until the user stops.
         wait_until(lambda: len(hooks.verified) >= 1, timeout=10, what="the first webhook")
+        wait_until(lambda: portal.get("/readyz").json()["outbox"]["depth"] == 0, timeout=10,
+                   what="an empty outbox: every event queued so far sent")
         assert {event["data"]["id"] for event in hooks.verified} == {completed_id}
         portal.post(denied_path, data={"csrf_token": csrf_of(portal.get(denied_path).text),
                                        "action": "give_up"}, headers={"Origin": PORTAL_URL})
         wait_until(lambda: len(hooks.verified) >= 2, timeout=10, what="two webhooks")
+        wait_until(lambda: portal.get("/readyz").json()["outbox"]["depth"] == 0, timeout=10,
+                   what="an empty outbox")
+    assert len(hooks.verified) == 2  # one event per session, none twice
     events = {event["data"]["id"]: event for event in hooks.verified}
     assert events[completed_id]["type"] == "connect.session.completed"
     assert events[denied_id]["type"] == "connect.session.failed"

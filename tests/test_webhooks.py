@@ -83,10 +83,13 @@ def test_failed_session_sends_a_failed_event(
     answer = mint(client, externalId="reject-1")
     page_path, csrf = open_page(client, answer["token"])
     submit(client, page_path, csrf, secret_text=API_KEY_TYPED, opener="1")
-    # A failed attempt the user may retry is no event; giving up ends the session.
+    # A failed attempt the user may retry is no event (once nothing is left queued, none
+    # was sent); giving up ends the session, with exactly one.
+    wait_until(lambda: outbox_depth(client) == 0, timeout=10, what="an empty outbox")
     assert hooks.deliveries == []
     submit(client, page_path, csrf, action="give_up", opener="1")
     wait_until(lambda: len(hooks.deliveries) >= 1, timeout=10, what="the webhook")
+    wait_until(lambda: outbox_depth(client) == 0, timeout=10, what="an empty outbox")
     [event] = hooks.verified
     assert event["type"] == "connect.session.failed"
     assert event["data"]["id"] == answer["sessionId"]
@@ -208,3 +211,9 @@ def test_a_token_webhook_url_on_a_private_address_gets_nothing_while_the_operato
         assert "refused by the outbound policy (private_address); not retried" in caplog.text
     finally:
         inside.close()
+
+
+def outbox_depth(client: Any) -> int:
+    """Jobs (webhooks among them) still queued, as the portal's readiness says."""
+    depth: int = client.get("/readyz").json()["outbox"]["depth"]
+    return depth
