@@ -62,14 +62,10 @@ def render_result(request: Request, result: ConnectResult) -> Response:
         "result": result,
         "payload_json": json.dumps(payload).replace("<", "\\u003c"),
     }
-    if result.message.get("status") == "success":
-        # Success names what was connected.
-        connected = request.app.state.flow.catalog.get(result.session.integration_name or "")
-        context["connected_app"] = connected.display_name if connected else None
-    # The page names the app (success, a failure, a reconnect's account warning).
+    # The page names the app (success, a failure, a reconnect's account warning), in the
+    # page's language: `render` localizes the `integration` entry.
     flow: ConnectFlow = request.app.state.flow
-    integration = flow.catalog.get(result.session.integration_name or "")
-    context["app_name"] = integration.display_name if integration else None
+    context["integration"] = flow.catalog.get(result.session.integration_name or "")
     return render(request, "result.html", context)
 
 
