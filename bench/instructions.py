@@ -51,6 +51,10 @@ from typing import Any
 import redis
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from bench.run import _git_commit, _shown, delete_prefix  # noqa: E402
+
 OUTPUT = REPOSITORY / ".test-run" / "bench-instructions.json"
 API_KEY = "bench-instructions-key-0123456789"
 PARTNER_ORIGIN = "https://partner.example"
@@ -213,7 +217,7 @@ def count(target: Target, requests: int, redis_url: str, prefix: str) -> int:
                sys.executable, str(Path(__file__).resolve()), "--run", target.name,
                "--requests", str(requests), "--redis-url", redis_url, "--prefix", prefix]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
-                            cwd=REPOSITORY, env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+                            cwd=REPOSITORY,
                             check=False)
     found = COLLECTED.findall(result.stderr)
     if result.returncode != 0 or not found:
@@ -262,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = {key: future.result() for key, future in futures.items()}
     finally:
         store = redis.Redis.from_url(args.redis_url)
-        keys = list(store.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            store.delete(*keys)
+        delete_prefix(store, prefix)
         store.close()
 
     per_request = {
@@ -291,16 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {_shown(args.output)}")
     return 0
-
-
-def _shown(path: Path) -> str:
-    return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else str(path)
-
-
-def _git_commit() -> str:
-    result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPOSITORY,
-                            capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_each_counted_target_answers_200(target: str, redis_url: str) -> None:
         result = subprocess.run(
             [sys.executable, "bench/instructions.py", "--run", target, "--requests", "3",
              "--redis-url", redis_url, "--prefix", prefix],
-            cwd=REPOSITORY, env=process_env({"PYTHONPATH": str(REPOSITORY)}),
+            cwd=REPOSITORY, env=process_env({}),
             capture_output=True, text=True, timeout=60, check=False)
     finally:
         delete_keys(redis_url, prefix)
