@@ -120,17 +120,19 @@ def parse_cluster_url(url: str) -> ClusterUrl:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
-    secret_keys: tuple[str, ...] = ()
-    api_keys: tuple[str, ...] = ()
-    redis_url: str | None = None
+    # Secrets (and URLs that may carry a password) stay out of repr(): a Settings printed
+    # in a traceback or a debugger shows none of them.
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    redis_url: str | None = field(default=None, repr=False)
     # The sentinels' own password (their `requirepass`), for a redis+sentinel:// REDIS_URL.
-    redis_sentinel_password: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_prefix: str = "portal:"
     # Outbox shards (docs/operations.md, "Redis Cluster"); None: 1 on one Redis or
     # Sentinel (the key names of before), DEFAULT_CLUSTER_SHARDS on a cluster.
     outbox_shards: int | None = None
     core_api_url: str | None = None
-    core_api_key: str | None = None
+    core_api_key: str | None = field(default=None, repr=False)
     core_api_timeout: float = 10.0
     allowed_origins: tuple[str, ...] = ()
     token_ttl: int = DEFAULT_TOKEN_TTL
@@ -150,18 +152,18 @@ class Settings:
     oauth_apps_file: str | None = None
     oauth_timeout: float = 10.0
     webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
     # Delivery through the outbox (portal/delivery.py, docs/delivery.md): keys that seal
     # its jobs (empty: derived from secret_keys), how long a job is retried, how long the
     # submitting request waits for the first attempt, and the longest pause between tries.
-    outbox_keys: tuple[str, ...] = ()
+    outbox_keys: tuple[str, ...] = field(default=(), repr=False)
     delivery_deadline: int = 24 * 60 * 60
     delivery_inline_budget: float = 3.0
     delivery_retry_cap: float = 60.0
     # End-user links and invites (portal/end_users/, docs/end-users.md): the SMTP server
     # invites go through (unset: invites answer 501), their sender, the name pages and
     # emails give the platform, and invites per end user per hour.
-    smtp_url: str | None = None
+    smtp_url: str | None = field(default=None, repr=False)
     smtp_from: str = "Connect portal <no-reply@localhost>"
     brand_name: str = "the app"
     # The hosted pages' defaults when a token names no partner (portal/brand.py): an https
@@ -196,7 +198,7 @@ class Settings:
     port: int = 8000
     workers: int = 2
     # The bearer key GET /metrics asks for; unset, /metrics answers 404 (portal/metrics.py).
-    metrics_key: str | None = None
+    metrics_key: str | None = field(default=None, repr=False)
     # PORTAL_OUTBOUND_ALLOW read into the policy every outbound request is checked against;
     # built with the rest, so a bad entry stops the start however the settings were made.
     outbound_policy: OutboundPolicy = field(init=False, repr=False, compare=False)

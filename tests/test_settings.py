@@ -137,3 +137,23 @@ def test_a_bad_variable_stops_the_demo_with_exit_2_naming_it() -> None:
     assert result.returncode == 2, result.stderr
     assert "PORTAL_VERIFY_CREDENTIALS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_secret_of_the_settings_shows_in_their_repr() -> None:
+    """A Settings printed in a traceback or a debugger shows none of its secrets."""
+    secrets_used = {
+        "PORTAL_SECRET_KEYS": "s" * 40, "PORTAL_API_KEYS": "api-key-repr-0123456789",
+        "REDIS_URL": "redis+sentinel://:primary-pass-0123@h1:26379/svc/0",
+        "PORTAL_REDIS_SENTINEL_PASSWORD": "sentinel-pass-0123",
+        "CORE_API_URL": "https://core.example", "CORE_API_KEY": "core-key-repr-0123456789",
+        "PORTAL_WEBHOOK_URL": "https://hooks.example/in",
+        "PORTAL_WEBHOOK_SECRET": "whsec_" + "A" * 44,
+        "PORTAL_SMTP_URL": "smtp://mailer:smtp-pass-0123@mail.example:587",
+        "PORTAL_METRICS_KEY": "metrics-key-repr-0123456789",
+    }
+    shown = repr(Settings.from_env(secrets_used))
+    for name in ("PORTAL_SECRET_KEYS", "PORTAL_API_KEYS", "PORTAL_REDIS_SENTINEL_PASSWORD",
+                 "CORE_API_KEY", "PORTAL_WEBHOOK_SECRET", "PORTAL_METRICS_KEY"):
+        assert secrets_used[name] not in shown, name
+    for password in ("primary-pass-0123", "smtp-pass-0123"):
+        assert password not in shown
