@@ -15,6 +15,8 @@ from __future__ import annotations
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from portal.middleware import header
+
 _VARY = (b"vary", b"Accept-Encoding")
 
 
@@ -31,10 +33,9 @@ class Compression:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"accept-encoding" and b"gzip" in value.lower():
-                await self.gzip(scope, receive, _weak_etag_when_compressed(send))
-                return
+        if "gzip" in (header(scope, b"accept-encoding") or "").lower():
+            await self.gzip(scope, receive, _weak_etag_when_compressed(send))
+            return
 
         async def send_with_vary(message: Message) -> None:
             if message["type"] == "http.response.start" and self._would_compress(message):

@@ -85,7 +85,7 @@ def logged_path(scope: Scope) -> str:
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("latin-1")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     """The first value of the request header `name` (lower case), without building a
     Headers object: this runs on every request."""
     for key, value in scope["headers"]:
@@ -120,7 +120,7 @@ class PortalMiddleware:
         status = 500
         # The request's id: a sane incoming X-Request-ID, else a new one; in every log
         # line of the request (portal.logs), on the answer and on core API calls.
-        request_id = request_id_from(_header(scope, _REQUEST_ID_NAME))
+        request_id = request_id_from(header(scope, _REQUEST_ID_NAME))
         request_id_token = request_id_var.set(request_id)
         id_header = (REQUEST_ID_HEADER.encode("latin-1"), request_id.encode("latin-1"))
 
