@@ -234,42 +234,31 @@ class CoreApiClient:
     async def delete_connection(self, connection_id: str) -> bool:
         """DELETE /api/v1/connections/{id}; False when the core API has no such connection.
         Raises DeliveryFailed when it cannot answer."""
-        started = time.perf_counter()
-        try:
-            response = await self._http.delete(f"/api/v1/connections/{_segment(connection_id)}")
-        except httpx.TransportError as exc:
-            metrics.core_api_answer("delete_connection", started, None)
-            logger.warning("core API unreachable for a delete: %s", type(exc).__name__)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
-                                 "The platform could not be reached.") from None
-        metrics.core_api_answer("delete_connection", started, response.status_code)
-        if response.status_code == 404:
-            return False
-        if not response.is_success:
-            logger.warning("core API answered %d to a delete", response.status_code)
-            raise DeliveryFailed("CORE_API_UNAVAILABLE",
-                                 "The platform could not remove the connection.")
-        return True
+        path = f"/api/v1/connections/{_segment(connection_id)}"
+        return await self._send("delete_connection", "DELETE", path) is not None
 
     async def _read(self, operation: str, path: str, *, params: dict[str, str] | None = None
                     ) -> httpx.Response | None:
-        """GET `path`: the answer, None on 404; DeliveryFailed when it cannot answer.
+        """GET `path`: the answer, None on 404; DeliveryFailed when it cannot answer."""
+        return await self._send(operation, "GET", path, params=params)
+
+    async def _send(self, operation: str, method: str, path: str, *,
+                    params: dict[str, str] | None = None) -> httpx.Response | None:
+        """`method path`: the answer, None on 404; DeliveryFailed when it cannot answer.
         Timed and counted as `operation` (portal_core_api_requests_total)."""
         started = time.perf_counter()
         try:
-            response = await self._http.get(path, params=params)
+            response = await self._http.request(method, path, params=params)
         except httpx.TransportError as exc:
             metrics.core_api_answer(operation, started, None)
-            logger.warning("core API unreachable for %s: %s", path.split("/")[3],
-                           type(exc).__name__)
+            logger.warning("core API unreachable for %s: %s", operation, type(exc).__name__)
             raise DeliveryFailed("CORE_API_UNAVAILABLE",
                                  "The platform could not be reached.") from None
         metrics.core_api_answer(operation, started, response.status_code)
         if response.status_code == 404:
             return None
         if not response.is_success:
-            logger.warning("core API answered %d for %s", response.status_code,
-                           path.split("/")[3])
+            logger.warning("core API answered %d for %s", response.status_code, operation)
             raise DeliveryFailed("CORE_API_UNAVAILABLE", "The platform could not answer.")
         return response
 
