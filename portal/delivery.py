@@ -315,7 +315,7 @@ class Delivery:
             return await self._settle(job, ending, SessionStatus.COMPLETED,
                                       {"connection_id": outcome.connection_id})
         if isinstance(outcome, Rejected):
-            if outcome.code.retryable and ending.expires_at > self.clock():
+            if outcome.code.leaves_open(ending.expires_at, self.clock()):
                 # Nothing was made: while the link is valid the user may try again
                 # (portal/sessions.py); the session goes back to PENDING, no webhook.
                 logger.warning("session %s: attempt refused by the core API (%s)",

@@ -170,6 +170,12 @@ class SessionFailure(StrEnum):
         member.retryable = retryable
         return member
 
+    def leaves_open(self, expires_at: float, now: float) -> bool:
+        """Whether an attempt that failed with this cause leaves the session open for
+        another (back to PENDING) rather than ending it FAILED: the cause is retryable
+        and the link has not expired. The one rule for the pages and the outbox."""
+        return self.retryable and expires_at > now
+
     DELIVERY_FAILED = (
         "DELIVERY_FAILED",
         "The core API did not confirm the connection before PORTAL_DELIVERY_DEADLINE (it "

@@ -388,7 +388,7 @@ class ConnectFlow:
         is retryable the session stays (or goes back to) PENDING with the reason, and the
         user may try again; otherwise it ends FAILED. None when the session is no longer
         in `from_status` (a cause that lost a race changes nothing)."""
-        if code.retryable and session.expires_at > self.clock():
+        if code.leaves_open(session.expires_at, self.clock()):
             try:
                 failed = await self._transition(
                     session, SessionStatus.PENDING, only_from=frozenset({from_status}),
