@@ -162,7 +162,6 @@ class _PollingQueueListener(logging.handlers.QueueListener):
 
 _installed: list[logging.Handler] = []
 _listener: logging.handlers.QueueListener | None = None
-_output: logging.Handler | None = None  # what the listener writes to
 
 
 def make_formatter(log_format: str) -> logging.Formatter:
@@ -180,9 +179,8 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
     (a slow disk or a full pipe to a log collector). The listener is stopped, after it
     has written everything queued, when the process exits. Configuring again replaces
     the earlier set-up; a root logger with handlers of someone else's is left alone."""
-    global _listener, _output
+    global _listener
     stop_listener()
-    _output = None
     # No record carries where it was logged from, nor the thread's, process' or task's
     # name (neither format shows them): gathering them is most of a record's cost, paid on
     # every request's access line (logging's documented optimisations).
@@ -205,7 +203,6 @@ def configure_logging(level: str, log_format: str = "text", *, queued: bool = Tr
             handler = _RequestQueueHandler(records)
             _listener = _PollingQueueListener(records, output)
             _listener.start()
-            _output = output
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
         root.setLevel(level)
@@ -224,10 +221,9 @@ def write_directly() -> None:
     logs it. For a process that is ending: a `serve` worker, once its app has shut down,
     logs a last line or two and is then ended by the SIGTERM uvicorn re-raises, which
     runs no exit handler (so `stop_listener` never would)."""
-    global _output
-    output, _output = _output, None
-    if output is None:
+    if _listener is None:
         return
+    [output] = _listener.handlers  # what the listener wrote to
     stop_listener()
     root = logging.getLogger()
     for old in _installed:
