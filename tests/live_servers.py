@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,10 @@ import redis
 import uvicorn
 from limits import parse as parse_limit
 from limits.aio.strategies import FixedWindowRateLimiter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from portal.server import PortalHttpProtocol
 from portal.store.limits_storage import limits_storage
@@ -448,6 +452,25 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def trickling_server(path: str, *, methods: Sequence[str] = ("GET",), head: bytes = b"",
+                     tail: bytes = b"", media_type: str = "text/plain") -> Iterator[str]:
+    """A server on loopback (its base URL) whose `path` answers 200 with `head`, then one
+    byte every 0.2 s for 8 s, then `tail`: never slow enough at any one read to trip a
+    per-read timeout, only as a whole."""
+    async def drip(request: Request) -> StreamingResponse:
+        async def slowly() -> AsyncIterator[bytes]:
+            yield head
+            for _ in range(40):
+                await asyncio.sleep(0.2)
+                yield b"a"
+            yield tail
+        return StreamingResponse(slowly(), media_type=media_type)
+
+    with server_thread(Starlette(routes=[Route(path, drip, methods=list(methods))])) as url:
+        yield url
 
 
 def limit_hits(redis_url: str, *, key_prefix: str, tries: int = 3) -> list[bool]:

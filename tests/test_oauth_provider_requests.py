@@ -12,7 +12,7 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -37,7 +37,7 @@ from portal.catalog import OAuthSettings
 from portal.outbound import OutboundPolicy
 from tests.conftest import AUTH, PORTAL_URL, mint, open_page
 from tests.fake_network import Listener, Names
-from tests.live_servers import server_thread, wait_until
+from tests.live_servers import server_thread, trickling_server, wait_until
 
 T = TypeVar("T")
 APP = ClientApp(client_id="portal-client", client_secret="platform-secret-Qw8Er4Ty6Ui2")
@@ -237,16 +237,9 @@ def test_a_token_endpoint_that_does_not_answer_in_time_is_a_timeout() -> None:
 def test_a_token_endpoint_that_trickles_its_answer_is_cut_off_at_the_deadline() -> None:
     """A byte every 0.2 s never trips the 0.5 s wait for each read; the token request as
     a whole still ends at twice the timeout instead of when the provider stops."""
-    async def drip(request: Request) -> StreamingResponse:
-        async def slowly() -> AsyncIterator[bytes]:
-            yield b'{"access_token": "'
-            for _ in range(40):  # 8 s if nothing cut it off
-                await asyncio.sleep(0.2)
-                yield b"a"
-            yield b'", "token_type": "bearer"}'
-        return StreamingResponse(slowly(), media_type="application/json")
-
-    with server_thread(Starlette(routes=[Route("/token", drip, methods=["POST"])])) as url:
+    with trickling_server("/token", methods=["POST"], head=b'{"access_token": "',
+                          tail=b'", "token_type": "bearer"}',
+                          media_type="application/json") as url:
         started = time.monotonic()
         with pytest.raises(ProviderError) as caught:
             exchange(f"{url}/token", timeout=0.5)

@@ -35,7 +35,6 @@ from portal.sessions import ConnectSession, SessionStatus
 from portal.settings import (
     DEFAULT_CLUSTER_SHARDS,
     ClusterUrl,
-    Settings,
     SettingsError,
     parse_cluster_url,
 )
@@ -267,25 +266,21 @@ def test_an_unreachable_cluster_is_a_store_error_not_a_crash() -> None:
 
 # -- REDIS_URL and PORTAL_OUTBOX_SHARDS -----------------------------------------------------
 
-def settings_from(extra: dict[str, str]) -> Settings:
-    return Settings.from_env({"PORTAL_SECRET_KEYS": SECRET_KEY, "PORTAL_API_KEYS": API_KEY,
-                              **extra})
-
-
 def test_cluster_url_and_shards_are_checked_naming_their_variable() -> None:
     assert parse_cluster_url("redis+cluster://:p%40ss@h1:7000,h2") == ClusterUrl(
         nodes=(("h1", 7000), ("h2", 6379)), password="p@ss")
     assert parse_cluster_url("redis+cluster://u:p@h1:1/") == ClusterUrl(
         nodes=(("h1", 1),), username="u", password="p")
-    assert settings_from({"REDIS_URL": "redis+cluster://h1:7000"}).outbox_shards is None
-    assert settings_from({"PORTAL_OUTBOX_SHARDS": "64"}).outbox_shards == 64
+    unsharded = sentinel_case.settings_from({"REDIS_URL": "redis+cluster://h1:7000"})
+    assert unsharded.outbox_shards is None
+    assert sentinel_case.settings_from({"PORTAL_OUTBOX_SHARDS": "64"}).outbox_shards == 64
     for bad in ["redis+cluster://h1:x", "redis+cluster://h1/1", "redis+cluster://h1?ssl=1",
                 "redis+cluster://", "redis+cluster://h1:70000"]:
         with pytest.raises(SettingsError, match="REDIS_URL"):
-            settings_from({"REDIS_URL": bad})
+            sentinel_case.settings_from({"REDIS_URL": bad})
     for bad in ["0", "many", "5000"]:
         with pytest.raises(SettingsError, match="PORTAL_OUTBOX_SHARDS"):
-            settings_from({"PORTAL_OUTBOX_SHARDS": bad})
+            sentinel_case.settings_from({"PORTAL_OUTBOX_SHARDS": bad})
 
 
 async def test_several_shards_on_one_redis_queue_and_hand_out_every_job(

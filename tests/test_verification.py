@@ -9,23 +9,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from portal.auth.credentials.checker import MAX_RESPONSE_BYTES, CredentialChecker, Outcome
 from portal.catalog import Verification
 from tests.catalog_server import provider_app
 from tests.conftest import mint, open_page, received, session_of, submit
-from tests.live_servers import bound_socket, server_thread
+from tests.live_servers import bound_socket, server_thread, trickling_server
 
 
 @pytest.fixture
@@ -262,14 +259,7 @@ async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
 async def test_a_provider_that_trickles_its_answer_is_cut_off_at_the_deadline() -> None:
     """A byte every 0.2 s never trips a 0.5 s wait for the next read; the whole check
     still ends at twice the timeout, as unavailable, instead of when the provider stops."""
-    async def drip(request: Request) -> StreamingResponse:
-        async def slowly() -> AsyncIterator[bytes]:
-            for _ in range(40):  # 8 s if nothing cut it off
-                yield b"x"
-                await asyncio.sleep(0.2)
-        return StreamingResponse(slowly(), status_code=200)
-
-    with server_thread(Starlette(routes=[Route("/drip", drip)])) as url:
+    with trickling_server("/drip") as url:
         checker = CredentialChecker(timeout=0.5, allow_http_loopback=True)
         started = time.monotonic()
         result = await checker.check(Verification(method="GET", url=f"{url}/drip",
