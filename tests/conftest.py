@@ -44,6 +44,16 @@ FAST_DELIVERY = DeliveryTiming(retry_base=0.01, retry_cap=0.05, poll_interval=0.
                                lease=2.0, settle_pauses=(0.01, 0.02))
 
 
+class Clock:
+    """A wall clock a test moves by hand (`clock.now += 3600`), for expiry."""
+
+    def __init__(self) -> None:
+        self.now = 2_000_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

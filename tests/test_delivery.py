@@ -25,6 +25,7 @@ from portal.sessions import ConnectSession
 from tests.conftest import (
     FAST_DELIVERY,
     PORTAL_URL,
+    Clock,
     mint,
     open_page,
     session_of,
@@ -175,12 +176,6 @@ def test_a_definite_refusal_is_a_failed_attempt_with_the_cores_reason_at_once(
 def test_a_refusal_that_comes_after_the_link_expired_ends_the_session_failed(
     settings: Any, make_app: Any, redis_client: redis.Redis,
 ) -> None:
-    class Clock:
-        now = 2_000_000_000.0
-
-        def __call__(self) -> float:
-            return self.now
-
     clock = Clock()
 
     def late_refusal(request: httpx.Request) -> httpx.Response:

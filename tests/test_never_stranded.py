@@ -19,6 +19,7 @@ from tests.conftest import (
     AUTH,
     PARTNER_ORIGIN,
     PORTAL_URL,
+    Clock,
     csrf_of,
     mint,
     open_page,
@@ -268,14 +269,6 @@ def test_error_pages_speak_plainly_and_keep_the_code_out_of_the_text(
     assert 'data-error-code="SESSION_NOT_BOUND"' in stranger.text
     text = re.sub(r"<[^>]+>", " ", stranger.text)
     assert "SESSION_NOT_BOUND" not in text and "Error code" not in text
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_link_that_expires_after_a_failed_attempt_reads_failed_with_that_reason(

@@ -16,17 +16,9 @@ from starlette.testclient import TestClient
 from portal.flow import RESULT_RETENTION
 from portal.settings import Settings
 from portal.tokens import TOKEN_PREFIX, Signer
-from tests.conftest import AUTH, FAST_DELIVERY, PORTAL_URL, mint, open_page, submit
+from tests.conftest import AUTH, FAST_DELIVERY, PORTAL_URL, Clock, mint, open_page, submit
 
 TTL = 600  # the settings' token TTL, which the tests step past with the portal's clock
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
