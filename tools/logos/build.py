@@ -208,7 +208,11 @@ def reduce_precision(d: str) -> str:
 
 
 def absolute_points(d: str) -> list[tuple[float, float]]:
-    """Every point a path names, in absolute coordinates (to compare two writings)."""
+    """Every point a path names, in absolute coordinates (to compare two writings).
+
+    Written apart from `reduce_precision` on purpose, not on a shared path walker:
+    tests/test_logos.py checks one against the other, and a shared walker would share
+    its mistakes."""
     tokens = _tokens(d)
     out: list[tuple[float, float]] = []
     x = y = sx = sy = 0.0
